@@ -1,0 +1,1 @@
+"""The ``flotte`` / ``fleetctl`` command line."""

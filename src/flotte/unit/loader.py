@@ -1,0 +1,648 @@
+"""Loading a unit: lexed options + the schema → a typed :class:`Unit`.
+
+This is systemd's ``unit_load_fragment`` + ``service_verify`` for the keys
+flotte implements: apply every assignment in file order (main file, then
+drop-ins), keep going past bad values with a warning, and decide the load
+state:
+
+``loaded``       usable;
+``masked``       the file is empty (or a symlink to /dev/null);
+``error``        the file cannot be parsed at all (bad section header,
+                 line too long, not UTF-8);
+``bad-setting``  it parsed, but a setting makes it unstartable (an
+                 ``Exec*=`` line that does not parse, two ``ExecStart=`` on
+                 a simple service, no ``ExecStart=``, a relative
+                 ``WorkingDirectory=``, contradicting ``[X-Fleet]`` rules…).
+
+Pure: the only input is text (and, for :func:`load_unit`, the files of a
+search path).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flotte.unit import names as N
+from flotte.unit import schema as S
+from flotte.unit import values as V
+from flotte.unit.errors import Diagnostic, Severity, ValueParseError
+from flotte.unit.execline import ExecCommand, parse_exec
+from flotte.unit.parser import Dialect, Option, ParseResult, parse
+from flotte.unit.specifiers import SpecifierContext, expand
+from flotte.unit.words import Flags, WordError, extract_first_word
+from flotte.unit.xfleet import XFleet, parse_x_fleet
+
+LOADED = "loaded"
+MASKED = "masked"
+ERROR = "error"
+BAD_SETTING = "bad-setting"
+
+_PATH_CONDITIONS = frozenset({
+    "PathExists", "PathExistsGlob", "PathIsDirectory", "PathIsSymbolicLink",
+    "PathIsMountPoint", "PathIsReadWrite", "PathIsEncrypted", "DirectoryNotEmpty",
+    "FileNotEmpty", "FileIsExecutable",
+})
+_URL_PREFIXES = ("http://", "https://", "file:/", "info:", "man:")
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One ``Condition*=`` / ``Assert*=`` line: ``|`` trigger, ``!`` negation."""
+
+    key: str  # e.g. "ConditionPathExists"
+    value: str
+    trigger: bool = False
+    negate: bool = False
+    line: int | None = None
+
+    @property
+    def is_assert(self) -> bool:
+        return self.key.startswith("Assert")
+
+
+@dataclass(slots=True)
+class Unit:
+    """A loaded unit file.  Build with :func:`load_text` or :func:`load_unit`."""
+
+    name: str
+    path: str | None = None
+    dialect: str = "systemd"
+    load_state: str = LOADED
+    options: list[Option] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    settings: dict[tuple[str, str], Any] = field(default_factory=dict)
+    conditions: list[Condition] = field(default_factory=list)
+    unsupported: list[Option] = field(default_factory=list)
+    x_fleet: XFleet = field(default_factory=XFleet)
+    dropins: list[str] = field(default_factory=list)
+
+    # -- queries ---------------------------------------------------------
+    @property
+    def ok(self) -> bool:
+        return self.load_state == LOADED
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity is Severity.WARNING]
+
+    @property
+    def unit_type(self) -> str:
+        return self.name.rsplit(".", 1)[-1] if "." in self.name else ""
+
+    def value(self, section: str, key: str) -> Any:
+        """The effective typed value of a setting, or systemd's default."""
+        found = S.lookup(section, key)
+        if found is None:
+            raise KeyError(f"unknown setting [{section}] {key}=")
+        sec, canon, setting = found
+        k = (sec, canon)
+        if k in self.settings:
+            v = self.settings[k]
+            return list(v) if isinstance(v, list) else v
+        if setting is None:
+            return None
+        if k == ("Service", "Type"):
+            if self.settings.get(("Service", "BusName")):
+                return "dbus"
+            return "simple" if self.settings.get(("Service", "ExecStart")) else "oneshot"
+        if k == ("Service", "TimeoutStartSec") and self.value("Service", "Type") == "oneshot":
+            return V.USEC_INFINITY
+        if k == ("Service", "NotifyAccess"):
+            return "main" if self.value("Service", "Type") == "notify" else "none"
+        if k == ("Service", "RestartKillSignal"):
+            return self.value("Service", "KillSignal")
+        if k == ("Service", "TimeoutAbortSec"):
+            return self.value("Service", "TimeoutStopSec")
+        if setting.kind in (S.Kind.WORDS, S.Kind.DEPS, S.Kind.EXEC, S.Kind.ENVIRONMENT,
+                            S.Kind.ENVFILE):
+            return []
+        if k == ("Unit", "Description"):
+            return self.name
+        return setting.default
+
+    def exec_commands(self, key: str) -> list[ExecCommand]:
+        return list(self.settings.get(("Service", key), []))
+
+    @property
+    def environment(self) -> list[tuple[str, str]]:
+        return self.value("Service", "Environment")
+
+    @property
+    def description(self) -> str:
+        return self.value("Unit", "Description")
+
+
+# ---------------------------------------------------------------------------
+
+
+class _Loader:
+    def __init__(self, unit: Unit, ctx: SpecifierContext) -> None:
+        self.u = unit
+        self.ctx = ctx
+        self.fatal = False
+        self.fatal_by_setting = False
+        self.timeout_start_set = False
+        self.file: str | None = unit.path
+        self.name = unit.name
+        type_section = unit.unit_type.capitalize()
+        self.sections = ("Unit", "Install", type_section)
+
+    # -- diagnostics -----------------------------------------------------
+    def warn(self, msg: str, line: int | None, fix: str | None = None) -> None:
+        self.u.diagnostics.append(Diagnostic(Severity.WARNING, msg, line, fix, self.file))
+
+    def error(self, msg: str, line: int | None, fix: str | None = None) -> None:
+        self.u.diagnostics.append(Diagnostic(Severity.ERROR, msg, line, fix, self.file))
+        self.fatal = True
+
+    # -- specifiers ------------------------------------------------------
+    def expand(self, text: str) -> str:
+        if "%" not in text:
+            return text
+        return expand(text, self.name, self.ctx, fragment_path=self.u.path)
+
+    # -- one assignment --------------------------------------------------
+    def apply(self, opt: Option) -> None:
+        sec, key, value, line = opt
+        if sec not in self.sections:
+            return  # unknown / X- sections: reported once per header
+        found = S.lookup(sec, key)
+        if found is None:
+            if key.startswith("X-"):
+                return
+            if key.startswith(("Condition", "Assert")) and sec == "Unit":
+                found = None
+            self.warn(f"Unknown key '{key}' in section [{sec}], ignoring.", line,
+                      self._suggest(sec, key))
+            return
+        tsec, canon, setting = found
+        k = (tsec, canon)
+        if setting is None:
+            if sec == "Unit" and canon in S.CONDITION_KEYS:
+                self._condition(canon, value, line)
+                return
+            if sec == self.sections[2] and sec != "Service":
+                pass
+            self.u.unsupported.append(opt)
+            self.u.settings[k] = value
+            return
+        kind = setting.kind
+        settings = self.u.settings
+        if kind is S.Kind.DEPS:
+            self._deps(k, value, line)
+            return
+        if not value:
+            # Empty assignment: reset (lists) or back to the default.
+            settings.pop(k, None)
+            if canon == "TimeoutSec":
+                settings.pop(("Service", "TimeoutStartSec"), None)
+                settings.pop(("Service", "TimeoutStopSec"), None)
+                self.timeout_start_set = False
+            elif canon == "TimeoutStartSec":
+                self.timeout_start_set = False
+            return
+        if kind is S.Kind.EXEC:
+            self._exec(k, value, line)
+            return
+        if kind is S.Kind.ENVIRONMENT:
+            self._environment(k, value, line)
+            return
+        if kind is S.Kind.ENVFILE:
+            self._envfile(k, value, line)
+            return
+        if kind is S.Kind.WORDS:
+            self._words(setting, k, value, line)
+            return
+        if setting.specifiers:
+            try:
+                value = self.expand(value)
+            except ValueParseError as exc:
+                self.warn(f"Failed to resolve unit specifiers in '{value}', ignoring: "
+                          "Invalid slot", line, exc.fix)
+                return
+        if kind is S.Kind.STRING:
+            settings[k] = value
+            return
+        assert setting.parse is not None
+        try:
+            parsed = setting.parse(value)
+        except ValueParseError as exc:
+            if canon == "WorkingDirectory":
+                self.error(exc.message, line, exc.fix)
+                self.fatal_by_setting = True
+            else:
+                self.warn(exc.message, line, exc.fix)
+            return
+        if canon == "TimeoutSec":
+            settings[("Service", "TimeoutStartSec")] = parsed
+            settings[("Service", "TimeoutStopSec")] = parsed
+            self.timeout_start_set = True
+        elif canon == "TimeoutStartSec":
+            self.timeout_start_set = True
+        settings[k] = parsed
+
+    def _suggest(self, sec: str, key: str) -> str | None:
+        known = S.known_keys(sec)
+        lower = {k.lower(): k for k in known}
+        if key.lower() in lower:
+            return f"key names are case-sensitive: write {lower[key.lower()]}="
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        if close:
+            return f"did you mean {close[0]}=?"
+        for other in S.SERVICE_SECTIONS:
+            if other != sec and key in S.known_keys(other):
+                return f"{key}= belongs in the [{other}] section"
+        if sec != "X-Fleet" and key in ("MachineOf", "MachineID", "MachineMetadata", "Global",
+                                        "Replaces"):
+            return f"{key}= belongs in the [X-Fleet] section"
+        return None
+
+    def _deps(self, k: tuple[str, str], value: str, line: int) -> None:
+        # Dependency lists can never be reset; an empty value is a no-op.
+        lst: list[str] = self.u.settings.setdefault(k, [])
+        pos = 0
+        while True:
+            try:
+                word, pos = extract_first_word(value, pos, Flags.NONE)
+            except WordError:
+                self.warn(f"Invalid syntax, ignoring: {value}", line)
+                return
+            if word is None:
+                break
+            try:
+                name = self.expand(word)
+            except ValueParseError as exc:
+                self.warn(f"Failed to resolve unit specifiers in '{word}', ignoring: "
+                          "Invalid slot", line, exc.fix)
+                continue
+            if not N.is_valid(name, N.NameFlags.PLAIN | N.NameFlags.INSTANCE):
+                fix = None
+                if name.startswith("#"):
+                    fix = ("'#' starts a comment only at the beginning of a line; "
+                           "move the comment to its own line")
+                elif N.is_valid(name, N.NameFlags.TEMPLATE):
+                    fix = "name an instance (foo@bar.service), not the template"
+                elif "." not in name:
+                    fix = f"add the unit type suffix, e.g. {name}.service"
+                elif ".service" in name.split(".", 1)[1] and not name.endswith(".service."):
+                    fix = "separate unit names with spaces"
+                self.warn(f"Failed to add dependency on {name}, ignoring: Invalid argument",
+                          line, fix)
+                continue
+            if name == self.name:
+                continue
+            self._lint_dependency(k[1], name, line)
+            if name not in lst:
+                lst.append(name)
+
+    def _lint_dependency(self, key: str, name: str, line: int) -> None:
+        """Warn about names systemd accepts but that are almost certainly typos.
+
+        ``After=etcd.servicedocker.service`` (from the seed) is a valid unit
+        name to systemd, which silently orders against a unit that does not
+        exist.  We keep systemd's meaning and say what probably happened.
+        """
+        stem = name.rsplit(".", 1)[0]
+        for t in N.UNIT_TYPES:
+            i = stem.find(t)
+            if i > 0 and i + len(t) < len(stem):
+                first, second = stem[: i + len(t)], stem[i + len(t):] + name[len(stem):]
+                if N.is_valid(first) and N.is_valid(second):
+                    self.warn(f"{key}={name} looks like two unit names run together; systemd "
+                              "reads it as one unit of that name, which is unlikely to exist",
+                              line, f"separate the names with a space: {key}={first} {second}")
+                    return
+
+    def _exec(self, k: tuple[str, str], value: str, line: int) -> None:
+        res = parse_exec(value, self.expand)
+        for w in res.warnings:
+            self.warn(w.message, line, w.fix)
+        if res.fatal is not None:
+            self.error(res.fatal.message, line, res.fatal.fix)
+            self.fatal_by_setting = True
+            return
+        if res.commands:
+            self.u.settings.setdefault(k, []).extend(res.commands)
+
+    def _environment(self, k: tuple[str, str], value: str, line: int) -> None:
+        env: list[tuple[str, str]] = self.u.settings.setdefault(k, [])
+        pos = 0
+        while True:
+            try:
+                word, pos = extract_first_word(value, pos, Flags.UNQUOTE | Flags.CUNESCAPE)
+            except WordError:
+                self.warn(f"Invalid syntax, ignoring: {value}", line,
+                          'quote whole assignments: Environment="NAME=some value"')
+                return
+            if word is None:
+                return
+            try:
+                word = self.expand(word)
+            except ValueParseError as exc:
+                self.warn(f"Failed to resolve specifiers in {word}, ignoring: Invalid slot",
+                          line, exc.fix)
+                continue
+            name, eq, val = word.partition("=")
+            if not eq or not V.is_valid_env_name(name):
+                self.warn(f"Invalid environment assignment, ignoring: {word}", line,
+                          "write NAME=value; names use letters, digits and _ and do not "
+                          "start with a digit")
+                continue
+            for i, (n, _) in enumerate(env):
+                if n == name:
+                    env[i] = (name, val)
+                    break
+            else:
+                env.append((name, val))
+
+    def _envfile(self, k: tuple[str, str], value: str, line: int) -> None:
+        try:
+            path = self.expand(value)
+        except ValueParseError as exc:
+            self.warn(f"Failed to resolve unit specifiers in '{value}', ignoring: Invalid slot",
+                      line, exc.fix)
+            return
+        ignore = path.startswith("-")
+        p = path[1:] if ignore else path
+        if not p.startswith("/"):
+            self.warn(f"EnvironmentFile= path is not absolute, ignoring: {path}", line,
+                      "write an absolute path; prefix it with '-' if it may be missing")
+            return
+        self.u.settings.setdefault(k, []).append((p, ignore))
+
+    def _words(self, setting: S.Setting, k: tuple[str, str], value: str, line: int) -> None:
+        flags = Flags.UNQUOTE
+        lst: list[str] = self.u.settings.setdefault(k, [])
+        pos = 0
+        canon = k[1]
+        while True:
+            try:
+                word, pos = extract_first_word(value, pos, flags)
+            except WordError:
+                self.warn(f"Invalid syntax, ignoring: {value}", line)
+                return
+            if word is None:
+                return
+            if setting.specifiers and k[0] != "Install":
+                try:
+                    word = self.expand(word)
+                except ValueParseError as exc:
+                    self.warn(f"Failed to resolve unit specifiers in '{word}', ignoring: "
+                              "Invalid slot", line, exc.fix)
+                    continue
+            if canon == "Documentation" and not word.startswith(_URL_PREFIXES):
+                self.warn(f"Invalid URL, ignoring: {word}", line,
+                          "use http://, https://, file:/, info: or man: URLs")
+                continue
+            if canon in ("SuccessExitStatus", "RestartPreventExitStatus",
+                         "RestartForceExitStatus"):
+                try:
+                    V.parse_exit_status_set(word)
+                except ValueParseError:
+                    self.warn(f"Failed to parse value, ignoring: {word}", line,
+                              "use exit codes 0-255, names like TEMPFAIL, or signal names")
+                    continue
+            lst.append(word)
+
+    def _condition(self, key: str, value: str, line: int) -> None:
+        if not value:
+            is_assert = key.startswith("Assert")
+            self.u.conditions = [c for c in self.u.conditions if c.is_assert != is_assert]
+            return
+        v = value
+        trigger = negate = False
+        if v.startswith("|"):
+            trigger, v = True, v[1:].lstrip()
+        if v.startswith("!"):
+            negate, v = True, v[1:].lstrip()
+        try:
+            v = self.expand(v)
+        except ValueParseError as exc:
+            self.warn(f"Failed to resolve unit specifiers in '{v}', ignoring: Invalid slot",
+                      line, exc.fix)
+            return
+        kind = key.removeprefix("Condition").removeprefix("Assert")
+        if kind in _PATH_CONDITIONS and not v.startswith("/"):
+            self.warn(f"{key}= path is not absolute, ignoring: {v}", line,
+                      "condition paths must be absolute")
+            return
+        self.u.conditions.append(Condition(key, v, trigger, negate, line))
+
+    # -- whole unit -------------------------------------------------------
+    def verify_service(self) -> None:
+        """systemd's ``service_verify``: refuse units that cannot be started."""
+        u = self.u
+        if u.unit_type != "service":
+            return
+        start = u.settings.get(("Service", "ExecStart")) or []
+        stop = u.settings.get(("Service", "ExecStop")) or []
+        typ = u.value("Service", "Type")
+        if not start and not stop and not u.settings.get(("Unit", "SuccessAction")):
+            self.error("Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.",
+                       None, "add an ExecStart= line with the command to run")
+        elif typ != "oneshot" and not start:
+            self.error("Service has no ExecStart= setting, which is only allowed for "
+                       "Type=oneshot services. Refusing.", None,
+                       "add ExecStart=, or set Type=oneshot")
+        elif not u.value("Service", "RemainAfterExit") and not start and \
+                not u.settings.get(("Unit", "SuccessAction")):
+            self.error("Service has no ExecStart= setting, which is only allowed for "
+                       "RemainAfterExit=yes type services. Refusing.", None,
+                       "add ExecStart=, or set RemainAfterExit=yes")
+        elif typ != "oneshot" and len(start) > 1:
+            self.error("Service has more than one ExecStart= setting, which is only allowed "
+                       "for Type=oneshot services. Refusing.", None,
+                       "keep one ExecStart= (in a drop-in, reset the list with an empty "
+                       "ExecStart= first), or use Type=oneshot")
+        elif typ == "oneshot" and u.value("Service", "Restart") in ("always", "on-success"):
+            self.error("Service has Restart= set to either always or on-success, which isn't "
+                       "allowed for Type=oneshot services. Refusing.", None,
+                       "use Restart=on-failure, or drop Restart=")
+        elif typ == "dbus" and not u.settings.get(("Service", "BusName")):
+            self.error("Service is of type D-Bus but no D-Bus service name has been "
+                       "specified. Refusing.", None, "set BusName=")
+        if typ == "oneshot" and u.settings.get(("Service", "RuntimeMaxSec"),
+                                               V.USEC_INFINITY) != V.USEC_INFINITY:
+            self.warn("RuntimeMaxSec= has no effect in combination with Type=oneshot. "
+                      "Ignoring.", None)
+
+
+def _apply_all(unit: Unit, ctx: SpecifierContext, parsed: Sequence[tuple[ParseResult, str | None]]
+               ) -> Unit:
+    ld = _Loader(unit, ctx)
+    for result, path in parsed:
+        ld.file = path
+        for name, line in result.sections:
+            if name not in ld.sections and not name.startswith("X-"):
+                fix = None
+                lower = {s.lower(): s for s in (*ld.sections, "X-Fleet")}
+                if name.lower() in lower:
+                    fix = f"section names are case-sensitive: write [{lower[name.lower()]}]"
+                ld.warn(f"Unknown section '{name}'. Ignoring.", line, fix)
+        for opt in result.options:
+            ld.apply(opt)
+        unit.options.extend(result.options)
+    ld.file = unit.path
+    if ld.fatal_by_setting:
+        unit.load_state = BAD_SETTING
+        ld.warn("Unit configuration has fatal error, unit will not be started.", None)
+    else:
+        ld.verify_service()
+        if ld.fatal:
+            unit.load_state = BAD_SETTING
+    xf, xdiags = parse_x_fleet(unit.options, unit.name, path=unit.path)
+    unit.x_fleet = xf
+    unit.diagnostics.extend(xdiags)
+    if any(d.severity is Severity.ERROR for d in xdiags) and unit.load_state == LOADED:
+        unit.load_state = BAD_SETTING
+    unit.diagnostics.sort(key=lambda d: (d.line is None, d.line or 0))
+    return unit
+
+
+def _name_problem(name: str) -> str | None:
+    try:
+        N.check_safe(name)
+    except N.InvalidUnitName as exc:
+        return str(exc)
+    return None
+
+
+def load_text(
+    text: str | bytes,
+    name: str,
+    *,
+    ctx: SpecifierContext | None = None,
+    dialect: Dialect = "systemd",
+    path: str | None = None,
+    dropins: Iterable[tuple[str, str | bytes]] = (),
+) -> Unit:
+    """Load one unit from its text.  Never raises for bad input.
+
+    ``name`` is the unit's name (``apache@8080.service``); for an instance
+    loaded from its template's text, pass the instance name.  ``dropins`` are
+    ``(path, text)`` pairs applied after the main text, in the given order.
+    """
+    ctx = ctx or SpecifierContext()
+    unit = Unit(name=name, path=path, dialect=dialect)
+    problem = _name_problem(name)
+    if problem is not None:
+        unit.load_state = ERROR
+        unit.diagnostics.append(Diagnostic(Severity.ERROR, problem, None, file=path))
+        return unit
+    result = parse(text, dialect)
+    if result.masked:
+        unit.load_state = MASKED
+        return unit
+    for d in result.diagnostics:
+        unit.diagnostics.append(Diagnostic(d.severity, d.message, d.line, d.fix, path))
+    if result.fatal is not None:
+        f = result.fatal
+        unit.diagnostics.append(Diagnostic(f.severity, f.message, f.line, f.fix, path))
+        unit.options.extend(result.options)
+        unit.load_state = ERROR
+        return unit
+    parsed: list[tuple[ParseResult, str | None]] = [(result, path)]
+    for dpath, dtext in dropins:
+        dres = parse(dtext, dialect)
+        for d in dres.diagnostics:
+            unit.diagnostics.append(Diagnostic(d.severity, d.message, d.line, d.fix, dpath))
+        if dres.fatal is not None:
+            f = dres.fatal
+            unit.diagnostics.append(Diagnostic(f.severity, f.message, f.line, f.fix, dpath))
+            unit.load_state = ERROR
+            return unit
+        unit.dropins.append(dpath)
+        parsed.append((dres, dpath))
+    # Keep diagnostics of the main file attributed to it.
+    return _apply_all(unit, ctx, parsed)
+
+
+def _dropin_dirs(name: str) -> list[str]:
+    """Drop-in directory names for ``name``, highest precedence first."""
+    un = N.split(name)
+    dirs = [name + ".d"]
+    if un.is_instance:
+        dirs.append(un.template + ".d")
+    base = un.prefix
+    parts = base.split("-")
+    # dash-prefix dirs: foo-bar-baz → foo-bar-.service.d, foo-.service.d
+    for i in range(len(parts) - 1, 0, -1):
+        dirs.append("-".join(parts[:i]) + "-" + un.suffix + ".d")
+    dirs.append(un.suffix.lstrip(".") + ".d")
+    return dirs
+
+
+def load_unit(
+    name: str,
+    search_path: Sequence[str],
+    *,
+    ctx: SpecifierContext | None = None,
+    dialect: Dialect = "systemd",
+) -> Unit:
+    """Load ``name`` from directories in ``search_path`` (highest priority first).
+
+    Follows systemd: the first directory holding the unit file wins; an
+    instance falls back to its template's file; drop-ins (``*.conf`` in the
+    instance, template, dash-prefix and type-wide ``.d`` directories of every
+    search directory) are applied in lexicographic order of file name, a
+    name appearing in several places being taken from the highest-precedence
+    one; a drop-in symlinked to /dev/null masks that name.
+    """
+    problem = _name_problem(name)
+    if problem is not None:
+        unit = Unit(name=name, load_state=ERROR)
+        unit.diagnostics.append(Diagnostic(Severity.ERROR, problem, None))
+        return unit
+    un = N.split(name)
+    candidates = [name] + ([un.template] if un.is_instance else [])
+    fragment: str | None = None
+    for cand in candidates:
+        for d in search_path:
+            p = os.path.join(d, cand)
+            if os.path.lexists(p):
+                fragment = p
+                break
+        if fragment:
+            break
+    if fragment is None:
+        unit = Unit(name=name, load_state="not-found")
+        unit.diagnostics.append(Diagnostic(
+            Severity.ERROR, f"Unit {name} not found in {', '.join(search_path)}", None,
+            fix=f"create {name}" + (f" or {un.template}" if un.is_instance else "")))
+        return unit
+    if os.path.realpath(fragment) == "/dev/null":
+        return Unit(name=name, path=fragment, load_state=MASKED)
+    with open(fragment, "rb") as fh:
+        text = fh.read()
+    # systemd's dropin.c: for each search directory (priority order), the
+    # name-specific .d directories; then the type-wide ones ("service.d").
+    # Among files with the same name, the first one found wins.
+    dirnames = _dropin_dirs(name)
+    ordered = [os.path.join(d, x) for d in search_path for x in dirnames[:-1]]
+    ordered += [os.path.join(d, dirnames[-1]) for d in search_path]
+    chosen: dict[str, str | None] = {}
+    for full in ordered:
+        if not os.path.isdir(full):
+            continue
+        for fname in os.listdir(full):
+            if not fname.endswith(".conf") or fname in chosen:
+                continue
+            p = os.path.join(full, fname)
+            chosen[fname] = None if os.path.realpath(p) == "/dev/null" else p
+    # chosen was filled in precedence order: first seen wins.  Apply by name.
+    dropins: list[tuple[str, bytes]] = []
+    for fname in sorted(chosen):
+        p = chosen[fname]
+        if p is None:
+            continue
+        with open(p, "rb") as fh:
+            dropins.append((p, fh.read()))
+    return load_text(text, name, ctx=ctx, dialect=dialect, path=fragment, dropins=dropins)
