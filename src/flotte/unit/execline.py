@@ -79,16 +79,18 @@ def _simplify_path(path: str) -> str:
     return out or ("/" if absolute else ".")
 
 
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\\"']")
+_PLAIN_COMMAND = re.compile(r"[^'\"\\;%]*\Z")
+
+
 def _string_is_safe(s: str) -> bool:
-    for ch in s:
-        o = ord(ch)
-        if o < 32 or o == 127 or ch in "\\\"'":
-            return False
-    return True
+    return _UNSAFE.search(s) is None
 
 
 def _path_is_valid(path: str) -> bool:
     if path.startswith("/"):
+        if len(path) < 256:
+            return True
         if len(path) >= 4096:
             return False
         return all(len(c.encode()) <= 255 for c in path.split("/"))
@@ -105,6 +107,20 @@ def parse_exec(value: str, expand: Expander | None = None) -> ExecParse:
     :class:`~flotte.unit.errors.ValueParseError` for an unknown one.  An
     empty value is a reset and must be handled by the caller.
     """
+    res = ExecParse()
+    if _PLAIN_COMMAND.match(value) and value[:1] not in "-@:+!":
+        # Fast path (most lines): no quotes, escapes, separators or specifiers.
+        words = value.split()
+        path = words[0]
+        if path.endswith("/") or not _path_is_valid(path) or not _string_is_safe(path):
+            return parse_exec_slow(value, expand)
+        res.commands.append(ExecCommand(_simplify_path(path), words))
+        return res
+    return parse_exec_slow(value, expand)
+
+
+def parse_exec_slow(value: str, expand: Expander | None = None) -> ExecParse:
+    """The general case of :func:`parse_exec`, step by step as systemd does it."""
     res = ExecParse()
     text = value
     pos = 0

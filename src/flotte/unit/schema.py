@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from flotte.unit import values as V
@@ -29,7 +29,7 @@ from flotte.unit.errors import ValueParseError
 from flotte.unit.systemd_keys import SYSTEMD_KEYS
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     STRING = "string"  # single value, raw text (after specifiers)
     SCALAR = "scalar"  # single value, parsed by Setting.parse
     WORDS = "words"  # list of words; empty resets

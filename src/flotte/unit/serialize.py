@@ -46,7 +46,7 @@ def _check(opt: Option, dialect: Dialect) -> None:
     if "\x00" in value or "\r" in value:
         raise bad("values may not contain NUL or carriage returns")
     if dialect == "go-systemd":
-        if value != value.strip() or "\n" in value and not _go_multiline_ok(value):
+        if value != value.strip() or ("\n" in value and not _go_multiline_ok(value)):
             raise bad("go-systemd values are trimmed and may only span lines after a "
                       "trailing backslash")
         return

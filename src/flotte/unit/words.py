@@ -18,6 +18,7 @@ inside single quotes differently.
 
 from __future__ import annotations
 
+import re
 from enum import IntFlag
 
 WHITESPACE = " \t\n\r"
@@ -36,6 +37,8 @@ class Flags(IntFlag):
 class WordError(ValueError):
     """Unbalanced quoting or an invalid escape (systemd's ``-EINVAL``)."""
 
+
+_PLAIN_WORD = re.compile(r"([^ \t\n\r'\"\\]+)(?:[ \t\n\r]+|\Z)")
 
 _SIMPLE_ESCAPES = {
     "a": "\a",
@@ -134,11 +137,17 @@ def extract_first_word(
         pos += 1
     if pos >= n:
         return None, pos
+    if separators is WHITESPACE:
+        # Fast path: a word with no quote or backslash ends at whitespace.
+        m = _PLAIN_WORD.match(text, pos)
+        if m is not None:
+            return m.group(1), m.end()
 
-    unquote = bool(flags & Flags.UNQUOTE)
-    cunescape = bool(flags & Flags.CUNESCAPE)
-    relax_esc = bool(flags & Flags.UNESCAPE_RELAX)
-    relax = bool(flags & Flags.RELAX)
+    f = int(flags)
+    unquote = bool(f & 1)
+    cunescape = bool(f & 2)
+    relax_esc = bool(f & 4)
+    relax = bool(f & 8)
 
     out: list[str] = []
     raw = False
@@ -214,7 +223,7 @@ def extract_first_word_and_warn(
         word, newpos = extract_first_word(text, pos, flags)
         return word, newpos, False
     except WordError:
-        if flags & Flags.UNESCAPE_RELAX:
+        if int(flags) & 4:
             raise
     word, newpos = extract_first_word(text, pos, flags | Flags.UNESCAPE_RELAX)
     return word, newpos, True
