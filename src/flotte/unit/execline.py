@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from flotte.unit.errors import ValueParseError
+from flotte.unit.specifiers import errno_text
 from flotte.unit.words import (
     WHITESPACE,
     Flags,
@@ -185,7 +186,7 @@ def parse_exec_slow(value: str, expand: Expander | None = None) -> ExecParse:
                 path = expand(f)
             except ValueParseError as exc:
                 sfx = ", ignoring" if ignore else ""
-                return fail(f"Failed to resolve unit specifiers in '{f}'{sfx}: Invalid slot",
+                return fail(f"Failed to resolve unit specifiers in '{f}'{sfx}: {errno_text(exc)}",
                             exc.fix)
         if not path:
             sfx = ", ignoring" if ignore else ""
@@ -247,7 +248,8 @@ def parse_exec_slow(value: str, expand: Expander | None = None) -> ExecParse:
                     word = expand(word)
                 except ValueParseError as exc:
                     sfx = ", ignoring" if ignore else ""
-                    return fail(f"Failed to resolve unit specifiers in {word}{sfx}: Invalid slot",
+                    return fail(f"Failed to resolve unit specifiers in {word}{sfx}: "
+                                f"{errno_text(exc)}",
                                 exc.fix)
             argv.append(word)
         if not argv:

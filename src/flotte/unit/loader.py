@@ -32,9 +32,11 @@ from flotte.unit import values as V
 from flotte.unit.errors import Diagnostic, Severity, ValueParseError
 from flotte.unit.execline import ExecCommand, parse_exec
 from flotte.unit.parser import Dialect, Option, ParseResult, parse
-from flotte.unit.specifiers import SpecifierContext, expand
+from flotte.unit.specifiers import SpecifierContext, errno_text, expand
 from flotte.unit.words import Flags, WordError, extract_first_word
 from flotte.unit.xfleet import XFleet, parse_x_fleet
+
+_DEFAULT_CTX = SpecifierContext()
 
 LOADED = "loaded"
 MASKED = "masked"
@@ -46,7 +48,19 @@ _PATH_CONDITIONS = frozenset({
     "PathIsMountPoint", "PathIsReadWrite", "PathIsEncrypted", "DirectoryNotEmpty",
     "FileNotEmpty", "FileIsExecutable",
 })
+#: Typed settings whose empty assignment resets silently (systemd 252).
+_RESET_ON_EMPTY = frozenset({"Nice", "WorkingDirectory", "RootDirectory", "TimeoutAbortSec"})
+#: Specifiers systemd's unit_name_printf knows (dependency names): name, host, creds.
+_DEP_SPECIFIERS = "ijnNpaAbBHlmMoqvwWgGuU%"
+#: Dependency types whose self-reference systemd reports.
+_WARN_SELF_DEPS = frozenset({"Conflicts", "Before", "After", "OnSuccess", "OnFailure"})
 _URL_PREFIXES = ("http://", "https://", "file:/", "info:", "man:")
+
+
+def _simplify(path: str) -> str:
+    """systemd's ``path_simplify``: drop ``//``, ``/./`` and a trailing ``/``."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return "/" + "/".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +164,28 @@ class _Loader:
         self.fatal = False
         self.fatal_by_setting = False
         self.timeout_start_set = False
+        self.self_deps: set[str] = set()
         self.file: str | None = unit.path
         self.name = unit.name
         type_section = unit.unit_type.capitalize()
         self.sections = ("Unit", "Install", type_section)
+
+    def section_header(self, name: str, line: int) -> None:
+        if name in self.sections or name.startswith("X-"):
+            return
+        fix = None
+        lower = {s.lower(): s for s in (*self.sections, "X-Fleet")}
+        if name.lower() in lower:
+            fix = f"section names are case-sensitive: write [{lower[name.lower()]}]"
+        self.warn(f"Unknown section '{name}'. Ignoring.", line, fix)
+
+    def late_warnings(self) -> None:
+        """Whole-unit warnings systemd logs only for units it accepted."""
+        u = self.u
+        if u.unit_type == "service" and u.value("Service", "Type") == "oneshot" and \
+                u.settings.get(("Service", "RuntimeMaxSec"), V.USEC_INFINITY) != V.USEC_INFINITY:
+            self.warn("RuntimeMaxSec= has no effect in combination with Type=oneshot. "
+                      "Ignoring.", None, "drop RuntimeMaxSec= or use another Type=")
 
     # -- diagnostics -----------------------------------------------------
     def warn(self, msg: str, line: int | None, fix: str | None = None) -> None:
@@ -199,8 +231,10 @@ class _Loader:
         if kind is S.Kind.DEPS:
             self._deps(k, value, line)
             return
-        if not value:
-            # Empty assignment: reset (lists) or back to the default.
+        if not value and (kind is not S.Kind.SCALAR or canon in _RESET_ON_EMPTY):
+            # Empty assignment: reset (lists) or back to the default.  Typed
+            # scalars (booleans, times, enums …) instead fail to parse "" and
+            # keep their value, as in systemd.
             settings.pop(k, None)
             if canon == "TimeoutSec":
                 settings.pop(("Service", "TimeoutStartSec"), None)
@@ -225,8 +259,13 @@ class _Loader:
             try:
                 value = self.expand(value)
             except ValueParseError as exc:
+                if canon == "WorkingDirectory":
+                    self.error("Failed to resolve unit specifiers in working directory path "
+                               f"'{value}': {errno_text(exc)}", line, exc.fix)
+                    self.fatal_by_setting = True
+                    return
                 self.warn(f"Failed to resolve unit specifiers in '{value}', ignoring: "
-                          "Invalid slot", line, exc.fix)
+                          f"{errno_text(exc)}", line, exc.fix)
                 return
         if kind is S.Kind.STRING:
             settings[k] = value
@@ -241,6 +280,20 @@ class _Loader:
             else:
                 self.warn(exc.message, line, exc.fix)
             return
+        if canon == "WorkingDirectory" and parsed[0] != "~":
+            simple = _simplify(parsed[0])
+            if any(c == ".." for c in simple.split("/")):
+                self.error(f"WorkingDirectory= path is not normalized: {simple}", line,
+                           "write the directory without '..' components")
+                self.fatal_by_setting = True
+                return
+            parsed = (simple, parsed[1])
+        elif canon == "KillMode" and parsed == "none":
+            self.warn("Unit uses KillMode=none. This is unsafe, as it disables systemd's "
+                      "process lifecycle management for the service. Please update the service "
+                      "to use a safer KillMode=, such as 'mixed' or 'control-group'. Support "
+                      "for KillMode=none is deprecated and will eventually be removed.", line,
+                      "use KillMode=mixed (flotte then signals only the main process first)")
         if canon == "TimeoutSec":
             settings[("Service", "TimeoutStartSec")] = parsed
             settings[("Service", "TimeoutStopSec")] = parsed
@@ -278,11 +331,17 @@ class _Loader:
             if word is None:
                 break
             try:
-                name = self.expand(word)
+                name = expand(word, self.name, self.ctx, allowed=_DEP_SPECIFIERS) \
+                    if "%" in word else word
             except ValueParseError as exc:
                 self.warn(f"Failed to resolve unit specifiers in '{word}', ignoring: "
-                          "Invalid slot", line, exc.fix)
+                          f"{errno_text(exc)}", line, exc.fix)
                 continue
+            if N.is_valid(name, N.NameFlags.TEMPLATE):
+                # systemd instantiates a template dependency with this unit's
+                # instance, or its prefix when it has none.
+                own = N.split(self.name)
+                name = N.replace_instance(name, own.instance or own.prefix)
             if not N.is_valid(name, N.NameFlags.PLAIN | N.NameFlags.INSTANCE):
                 fix = None
                 if name.startswith("#"):
@@ -298,6 +357,10 @@ class _Loader:
                           line, fix)
                 continue
             if name == self.name:
+                if k[1] in _WARN_SELF_DEPS and k[1] not in self.self_deps:
+                    self.self_deps.add(k[1])
+                    self.warn(f"Dependency {k[1]}={name} is dropped.", None,
+                              "a unit cannot depend on itself; remove this name")
                 continue
             self._lint_dependency(k[1], name, line)
             if name not in lst:
@@ -347,8 +410,8 @@ class _Loader:
             try:
                 word = self.expand(word)
             except ValueParseError as exc:
-                self.warn(f"Failed to resolve specifiers in {word}, ignoring: Invalid slot",
-                          line, exc.fix)
+                self.warn(f"Failed to resolve specifiers in {word}, ignoring: "
+                          f"{errno_text(exc)}", line, exc.fix)
                 continue
             name, eq, val = word.partition("=")
             if not eq or not V.is_valid_env_name(name):
@@ -367,13 +430,13 @@ class _Loader:
         try:
             path = self.expand(value)
         except ValueParseError as exc:
-            self.warn(f"Failed to resolve unit specifiers in '{value}', ignoring: Invalid slot",
-                      line, exc.fix)
+            self.warn(f"Failed to resolve unit specifiers in '{value}', ignoring: "
+                      f"{errno_text(exc)}", line, exc.fix)
             return
         ignore = path.startswith("-")
         p = path[1:] if ignore else path
         if not p.startswith("/"):
-            self.warn(f"EnvironmentFile= path is not absolute, ignoring: {path}", line,
+            self.warn(f"EnvironmentFile= path is not absolute, ignoring: {p}", line,
                       "write an absolute path; prefix it with '-' if it may be missing")
             return
         self.u.settings.setdefault(k, []).append((p, ignore))
@@ -396,7 +459,7 @@ class _Loader:
                     word = self.expand(word)
                 except ValueParseError as exc:
                     self.warn(f"Failed to resolve unit specifiers in '{word}', ignoring: "
-                              "Invalid slot", line, exc.fix)
+                              f"{errno_text(exc)}", line, exc.fix)
                     continue
             if canon == "Documentation" and not word.startswith(_URL_PREFIXES):
                 self.warn(f"Invalid URL, ignoring: {word}", line,
@@ -426,8 +489,8 @@ class _Loader:
         try:
             v = self.expand(v)
         except ValueParseError as exc:
-            self.warn(f"Failed to resolve unit specifiers in '{v}', ignoring: Invalid slot",
-                      line, exc.fix)
+            self.warn(f"Failed to resolve unit specifiers in '{v}', ignoring: "
+                      f"{errno_text(exc)}", line, exc.fix)
             return
         kind = key.removeprefix("Condition").removeprefix("Assert")
         if kind in _PATH_CONDITIONS and not v.startswith("/"):
@@ -454,8 +517,8 @@ class _Loader:
                        "add ExecStart=, or set Type=oneshot")
         elif not u.value("Service", "RemainAfterExit") and not start and \
                 not u.settings.get(("Unit", "SuccessAction")):
-            self.error("Service has no ExecStart= setting, which is only allowed for "
-                       "RemainAfterExit=yes type services. Refusing.", None,
+            self.error("Service has no ExecStart= and no SuccessAction= settings and does not "
+                       "have RemainAfterExit=yes set. Refusing.", None,
                        "add ExecStart=, or set RemainAfterExit=yes")
         elif typ != "oneshot" and len(start) > 1:
             self.error("Service has more than one ExecStart= setting, which is only allowed "
@@ -469,40 +532,80 @@ class _Loader:
         elif typ == "dbus" and not u.settings.get(("Service", "BusName")):
             self.error("Service is of type D-Bus but no D-Bus service name has been "
                        "specified. Refusing.", None, "set BusName=")
-        if typ == "oneshot" and u.settings.get(("Service", "RuntimeMaxSec"),
-                                               V.USEC_INFINITY) != V.USEC_INFINITY:
-            self.warn("RuntimeMaxSec= has no effect in combination with Type=oneshot. "
-                      "Ignoring.", None)
 
 
-def _apply_all(unit: Unit, ctx: SpecifierContext, parsed: Sequence[tuple[ParseResult, str | None]]
-               ) -> Unit:
+def _events(result: ParseResult) -> list[tuple[int, int, object]]:
+    """Everything the lexer found, in line order, as systemd meets it.
+
+    systemd lexes and applies one line at a time and stops at the first
+    fatal problem, so warnings after that line never appear.  Sorting by
+    line (kind breaks ties: header, option, diagnostic) reproduces that.
+    """
+    ev: list[tuple[int, int, object]] = []
+    for name, line in result.sections:
+        ev.append((line, 0, ("section", name)))
+    for opt in result.options:
+        ev.append((opt.line, 1, opt))
+    for d in result.diagnostics:
+        ev.append((d.line or 0, 2, d))
+    if result.fatal is not None:
+        ev.append((result.fatal.line or 0, 3, ("fatal", result.fatal)))
+    ev.sort(key=lambda e: (e[0], e[1]))
+    return ev
+
+
+def _apply_all(unit: Unit, ctx: SpecifierContext,
+               parsed: Sequence[tuple[ParseResult, str | None]]) -> Unit:
     ld = _Loader(unit, ctx)
-    for result, path in parsed:
+    lexer_fatal = False
+    for index, (result, path) in enumerate(parsed):
         ld.file = path
-        for name, line in result.sections:
-            if name not in ld.sections and not name.startswith("X-"):
-                fix = None
-                lower = {s.lower(): s for s in (*ld.sections, "X-Fleet")}
-                if name.lower() in lower:
-                    fix = f"section names are case-sensitive: write [{lower[name.lower()]}]"
-                ld.warn(f"Unknown section '{name}'. Ignoring.", line, fix)
-        for opt in result.options:
-            ld.apply(opt)
-        unit.options.extend(result.options)
+        if index:
+            unit.dropins.append(path or "")
+        current: str | None = None
+        for _line, _kind, item in _events(result):
+            if isinstance(item, Option):
+                unit.options.append(item)
+                ld.apply(item)
+            elif isinstance(item, Diagnostic):
+                # systemd is silent about lines inside unknown and X- sections.
+                if item.message.startswith("Missing") and current is not None and \
+                        current not in ld.sections and current != "X-Fleet":
+                    continue
+                unit.diagnostics.append(Diagnostic(item.severity, item.message, item.line,
+                                                   item.fix, path))
+            else:
+                tag, payload = item  # type: ignore[misc]
+                if tag == "section":
+                    current = payload
+                    ld.section_header(payload, _line)
+                else:
+                    f = payload
+                    unit.diagnostics.append(Diagnostic(f.severity, f.message, f.line, f.fix,
+                                                       path))
+                    lexer_fatal = True
+            if ld.fatal_by_setting or lexer_fatal:
+                break
+        if ld.fatal_by_setting or lexer_fatal:
+            break
     ld.file = unit.path
-    if ld.fatal_by_setting:
+    if lexer_fatal:
+        unit.load_state = ERROR
+    elif ld.fatal_by_setting:
         unit.load_state = BAD_SETTING
         ld.warn("Unit configuration has fatal error, unit will not be started.", None)
     else:
         ld.verify_service()
         if ld.fatal:
             unit.load_state = BAD_SETTING
-    xf, xdiags = parse_x_fleet(unit.options, unit.name, path=unit.path)
-    unit.x_fleet = xf
-    unit.diagnostics.extend(xdiags)
-    if any(d.severity is Severity.ERROR for d in xdiags) and unit.load_state == LOADED:
-        unit.load_state = BAD_SETTING
+        else:
+            ld.late_warnings()
+    if unit.load_state == LOADED:
+        xf, xdiags = parse_x_fleet(unit.options, unit.name, path=unit.path)
+        unit.x_fleet = xf
+        unit.diagnostics.extend(xdiags)
+        if any(d.severity is Severity.ERROR for d in xdiags):
+            unit.load_state = BAD_SETTING
     unit.diagnostics.sort(key=lambda d: (d.line is None, d.line or 0))
     return unit
 
@@ -530,7 +633,7 @@ def load_text(
     loaded from its template's text, pass the instance name.  ``dropins`` are
     ``(path, text)`` pairs applied after the main text, in the given order.
     """
-    ctx = ctx or SpecifierContext()
+    ctx = ctx or _DEFAULT_CTX
     unit = Unit(name=name, path=path, dialect=dialect)
     problem = _name_problem(name)
     if problem is not None:
@@ -541,27 +644,9 @@ def load_text(
     if result.masked:
         unit.load_state = MASKED
         return unit
-    for d in result.diagnostics:
-        unit.diagnostics.append(Diagnostic(d.severity, d.message, d.line, d.fix, path))
-    if result.fatal is not None:
-        f = result.fatal
-        unit.diagnostics.append(Diagnostic(f.severity, f.message, f.line, f.fix, path))
-        unit.options.extend(result.options)
-        unit.load_state = ERROR
-        return unit
     parsed: list[tuple[ParseResult, str | None]] = [(result, path)]
     for dpath, dtext in dropins:
-        dres = parse(dtext, dialect)
-        for d in dres.diagnostics:
-            unit.diagnostics.append(Diagnostic(d.severity, d.message, d.line, d.fix, dpath))
-        if dres.fatal is not None:
-            f = dres.fatal
-            unit.diagnostics.append(Diagnostic(f.severity, f.message, f.line, f.fix, dpath))
-            unit.load_state = ERROR
-            return unit
-        unit.dropins.append(dpath)
-        parsed.append((dres, dpath))
-    # Keep diagnostics of the main file attributed to it.
+        parsed.append((parse(dtext, dialect), dpath))
     return _apply_all(unit, ctx, parsed)
 
 

@@ -168,7 +168,8 @@ def _parse_systemd(text: str, result: ParseResult) -> None:
         if result.fatal is not None:
             return
     if cont is not None:
-        _parse_line(cont, lineno, section, result, options, diags)
+        # systemd parses a continuation left open at EOF as the next line.
+        _parse_line(cont, lineno + 1, section, result, options, diags)
 
 
 def _parse_line(

@@ -112,7 +112,12 @@ def _unsigned(v: str) -> int:
 
 def _nice(v: str) -> int:
     try:
-        return V.parse_nice(v)
+        n = int(v.strip(), 10)
+    except ValueError:
+        raise ValueParseError(f"Failed to parse nice priority '{v}', ignoring: Invalid argument",
+                              "Nice= takes a number from -20 to 19") from None
+    try:
+        return V.parse_nice(str(n))
     except ValueParseError:
         raise ValueParseError(f"Nice priority out of range, ignoring: {v}",
                               "Nice= takes a number from -20 to 19") from None
@@ -307,6 +312,8 @@ def _rlimit_parser(key: str) -> Callable[[str], tuple[int, int]]:
         try:
             return V.parse_rlimit(key, v)
         except ValueParseError as exc:
+            if exc.message.startswith("Soft resource limit"):
+                raise
             raise ValueParseError(f"Failed to parse resource value, ignoring: {v}",
                                   exc.fix or f"{key}= takes N, SOFT:HARD or infinity") from None
 

@@ -282,6 +282,19 @@ def _name_table(unit_name: str) -> dict[str, str | names.InvalidUnitName]:
 _PERCENT_RE = re.compile(r"%(.?)", re.DOTALL)
 
 
+def errno_text(exc: ValueParseError) -> str:
+    """The errno text systemd appends to a specifier failure.
+
+    An unknown (or disallowed) specifier is ``EBADSLT`` ("Invalid slot");
+    one that exists but cannot be resolved for this unit (``%I`` of an
+    instance that is not a valid escaped path) is ``EINVAL``.
+    """
+    if isinstance(exc, SpecifierError) and ("unknown specifier" in exc.message
+                                            or "not allowed" in exc.message):
+        return "Invalid slot"
+    return "Invalid argument" if isinstance(exc, SpecifierError) else "Invalid slot"
+
+
 def _error(text: str, spec: str, what: str, fix: str) -> SpecifierError:
     return SpecifierError(
         f'Failed to resolve unit specifiers in "{text}": {what}',

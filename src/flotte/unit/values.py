@@ -683,6 +683,10 @@ def parse_rlimit(key: str, value: str) -> tuple[int, int]:
     parse_one = _RLIMIT_PARSERS[key]
     try:
         parts = _split_colon(value)
+        if len(parts) == 3 and not parts[2]:
+            # systemd's second word extraction swallows one trailing ':',
+            # so "5:6:" is 5:6; "10:20:30" and "5:6::" are not.
+            del parts[2]
         if len(parts) > 2:
             raise _Invalid
         soft = parse_one(parts[0])
