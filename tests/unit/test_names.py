@@ -7,7 +7,6 @@ note says "go-systemd semantics" run with ``strict=False``.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from typing import Any
 
@@ -452,7 +451,6 @@ def test_path_escape_ignores_redundant_slashes(components: list[str]) -> None:
 
 # ---------------------------------------------------------------------- oracle
 
-_SYSTEMD_ESCAPE = shutil.which("systemd-escape")
 _ORACLE_INPUTS = [
     "/dev/sda",
     "/.foo/.bar",
@@ -465,13 +463,13 @@ _ORACLE_INPUTS = [
 
 
 @pytest.mark.oracle
-@pytest.mark.skipif(_SYSTEMD_ESCAPE is None, reason="systemd-escape is not installed")
 @pytest.mark.parametrize("value", _ORACLE_INPUTS)
-def test_matches_systemd_escape(value: str) -> None:
+def test_matches_systemd_escape(value: str, require_binary) -> None:  # type: ignore[no-untyped-def]
+    escape_bin = require_binary("systemd-escape", "systemd")
+
     def run(*args: str) -> str:
-        assert _SYSTEMD_ESCAPE is not None
         out = subprocess.run(
-            [_SYSTEMD_ESCAPE, *args, "--", value], capture_output=True, text=True, check=True
+            [escape_bin, *args, "--", value], capture_output=True, text=True, check=True
         )
         return out.stdout.rstrip("\n")
 

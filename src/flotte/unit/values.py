@@ -93,59 +93,71 @@ class _Range(Exception):
 # strtol(..., base 0) skips isspace(), takes a sign, then "0x" (only if a hex
 # digit follows), a leading "0" (octal) or decimal digits.
 _STRTO_BASE0: Final = re.compile(
-    r"[ \t\n\r\v\f]*([+-]?)(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))\Z"
+    r"([ \t\n\r\v\f]*)([+-]?)(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))\Z"
 )
-_STRTO_BASE2: Final = re.compile(r"[ \t\n\r\v\f]*([+-]?)([01]+)\Z")
-_STRTO_BASE8: Final = re.compile(r"[ \t\n\r\v\f]*([+-]?)([0-7]+)\Z")
+_STRTO_BASE2: Final = re.compile(r"([ \t\n\r\v\f]*)([+-]?)([01]+)\Z")
+_STRTO_BASE8: Final = re.compile(r"([ \t\n\r\v\f]*)([+-]?)([0-7]+)\Z")
 
 
-def _c_int(s: str) -> int:
-    """The signed value systemd's ``safe_ato*`` helpers see, base 0 (+0b/0o).
+def _c_int(s: str) -> tuple[int, bool, bool]:
+    """What ``strtol``/``strtoull`` (base 0, after systemd's 0b/0o) read from ``s``.
 
-    Raises :class:`_Invalid` when ``strtol`` would not consume the whole
-    string.  The caller applies the range of its C type.
+    Returns ``(magnitude, negative, sign_first)``; ``sign_first`` tells
+    whether the ``-`` was the first character after systemd's WHITESPACE
+    skip, which is the only place systemd looks for it (C's isspace() also
+    skips ``\v``/``\f``, after which ``strtoull`` silently wraps).  Raises
+    :class:`_Invalid` when the whole string is not consumed.
     """
-    if s.isdigit() and s.isascii() and (s[0] != "0" or len(s) == 1):
-        return int(s)  # fast path: plain decimal, by far the common case
     s = s.lstrip(_WHITESPACE)
     head = s[:2]
     if head in ("0b", "0B"):
         m = _STRTO_BASE2.match(s, 2)
         if m is None:
             raise _Invalid
-        v = int(m.group(2), 2)
+        v = int(m.group(3), 2)
     elif head in ("0o", "0O"):
         m = _STRTO_BASE8.match(s, 2)
         if m is None:
             raise _Invalid
-        v = int(m.group(2), 8)
+        v = int(m.group(3), 8)
     else:
         m = _STRTO_BASE0.match(s)
         if m is None:
             raise _Invalid
-        if m.group(2) is not None:
-            v = int(m.group(2), 16)
-        elif m.group(3) is not None:
-            v = int(m.group(3), 8)
+        if m.group(3) is not None:
+            v = int(m.group(3), 16)
+        elif m.group(4) is not None:
+            v = int(m.group(4), 8)
         else:
-            v = int(m.group(4))
-    return -v if m.group(1) == "-" else v
+            v = int(m.group(5))
+    return v, m.group(2) == "-", not m.group(1)
 
 
 def _safe_atou(s: str, maximum: int) -> int:
-    """``safe_atou*``: base 0, no negative values except ``-0``, at most ``maximum``.
-
-    (C's strtoull silently wraps ``-5``; systemd turns that into -ERANGE.)
-    """
-    v = _c_int(s)
-    if v < 0 or v > maximum:
+    """``safe_atou*``: base 0, no negative values except ``-0``, at most ``maximum``."""
+    if s.isdigit() and s.isascii() and (s[0] != "0" or len(s) == 1):
+        v = int(s)  # fast path: plain decimal, by far the common case
+    else:
+        v, negative, sign_first = _c_int(s)
+        if v > _U64_MAX:
+            raise _Range
+        if negative and v:
+            if sign_first:
+                raise _Range
+            v = 2**64 - v  # strtoull's wrap-around, which systemd misses here
+    if v > maximum:
         raise _Range
     return v
 
 
 def _safe_atoi(s: str) -> int:
     """``safe_atoi``: base 0, result must fit a 32-bit ``int``."""
-    v = _c_int(s)
+    if s.isdigit() and s.isascii() and (s[0] != "0" or len(s) == 1):
+        v = int(s)
+    else:
+        v, negative, _ = _c_int(s)
+        if negative:
+            v = -v
     if not -(2**31) <= v < 2**31:
         raise _Range
     return v
@@ -155,12 +167,10 @@ def _safe_atoi(s: str) -> int:
 # Booleans
 # ---------------------------------------------------------------------------
 
-_BOOL: Final[Mapping[str, bool]] = MappingProxyType(
-    {
-        **dict.fromkeys(("1", "yes", "y", "true", "t", "on"), True),
-        **dict.fromkeys(("0", "no", "n", "false", "f", "off"), False),
-    }
-)
+_BOOL: Final[dict[str, bool]] = {
+    **dict.fromkeys(("1", "yes", "y", "true", "t", "on"), True),
+    **dict.fromkeys(("0", "no", "n", "false", "f", "off"), False),
+}
 
 
 def parse_bool(s: str) -> bool:
@@ -231,14 +241,14 @@ _TIME_UNITS: Final[tuple[tuple[str, int], ...]] = (
     ("μs", 1),  # U+03BC GREEK SMALL LETTER MU
     ("µs", 1),  # U+00B5 MICRO SIGN
 )
-_TIME_UNIT_USEC: Final[Mapping[str, int]] = MappingProxyType(dict(_TIME_UNITS))
+_TIME_UNIT_USEC: Final[dict[str, int]] = dict(_TIME_UNITS)
 
 # One component: optional whitespace, a number (strtoll: isspace, '+', digits,
 # optionally '.' and digits; or '.' and digits with no integer part), then
 # optional whitespace and a unit.  Regex alternation is ordered, which gives
 # the same first-prefix-wins unit choice as systemd's table walk.
 _TIME_COMPONENT: Final = re.compile(
-    r"[ \t\n\r]*(?:[ \t\n\r\v\f]*\+?([0-9]+)(\.[0-9]*)?|(\.[0-9]*))([ \t\n\r]*)("
+    r"[ \t\n\r]*(?:[ \t\n\r\v\f]*([+-]?)([0-9]+)(\.[0-9]*)?|(\.[0-9]*))([ \t\n\r]*)("
     + "|".join(re.escape(u) for u, _ in _TIME_UNITS)
     + r")?"
 )
@@ -334,12 +344,14 @@ def _parse_time_general(s: str, default_usec: int) -> int:
         m = match(s, pos)
         if m is None:
             raise _Invalid
-        digits, frac, bare_frac, ws, unit = m.groups()
+        sign, digits, frac, bare_frac, ws, unit = m.groups()
         if bare_frac is not None:
             num, frac = 0, bare_frac
         else:
             num = int(digits)
             if num >= 2**63:  # strtoll overflow
+                raise _Range
+            if sign == "-" and num:  # only reachable behind \v or \f
                 raise _Range
         if unit is None:
             # "12.34.56" and "5x" are rejected; "12.34 .56" is two components.
@@ -453,7 +465,9 @@ _IEC_SUFFIXES: Final[tuple[tuple[str, int], ...]] = (
     ("B", 1),
     ("", 1),
 )
-_SIZE_NUMBER: Final = re.compile(r"[ \t\n\r]*[ \t\n\r\v\f]*([+-]?)([0-9]+)(\.([0-9]*))?[ \t\n\r]*")
+_SIZE_NUMBER: Final = re.compile(
+    r"[ \t\n\r]*([ \t\n\r\v\f]*)([+-]?)([0-9]+)(\.([0-9]*))?[ \t\n\r]*"
+)
 _SIZE_SIMPLE: Final = re.compile(r"([0-9]{1,15})([KMGTPE]?)\Z")
 
 
@@ -474,13 +488,15 @@ def _parse_size(s: str) -> int:
         m = _SIZE_NUMBER.match(s, pos)
         if m is None:
             raise _Invalid
-        if m.group(1) == "-":
-            raise _Range
-        num = int(m.group(2))
+        num = int(m.group(3))
         if num > _U64_MAX:
             raise _Range
+        if m.group(2) == "-":
+            if not m.group(1):
+                raise _Range
+            num = (2**64 - num) % 2**64  # strtoull wraps behind \v or \f
         frac = 0.0
-        fdigits = m.group(4)
+        fdigits = m.group(5)
         if fdigits:
             l2 = int(fdigits)
             if l2 > _U64_MAX:
@@ -507,7 +523,7 @@ def _parse_size(s: str) -> int:
             return total
 
 
-_IEC_FACTOR: Final[Mapping[str, int]] = MappingProxyType(dict(_IEC_SUFFIXES[:6]))
+_IEC_FACTOR: Final[dict[str, int]] = dict(_IEC_SUFFIXES[:6])
 
 
 def parse_bytes(s: str) -> int:
@@ -620,26 +636,24 @@ def _rlimit_nice(v: str) -> int:
     return rl
 
 
-_RLIMIT_PARSERS: Final[Mapping[str, Callable[[str], int]]] = MappingProxyType(
-    {
-        "LimitCPU": _rlimit_sec,
-        "LimitFSIZE": _rlimit_size,
-        "LimitDATA": _rlimit_size,
-        "LimitSTACK": _rlimit_size,
-        "LimitCORE": _rlimit_size,
-        "LimitRSS": _rlimit_size,
-        "LimitNOFILE": _rlimit_u64,
-        "LimitAS": _rlimit_size,
-        "LimitNPROC": _rlimit_u64,
-        "LimitMEMLOCK": _rlimit_size,
-        "LimitLOCKS": _rlimit_u64,
-        "LimitSIGPENDING": _rlimit_u64,
-        "LimitMSGQUEUE": _rlimit_size,
-        "LimitNICE": _rlimit_nice,
-        "LimitRTPRIO": _rlimit_u64,
-        "LimitRTTIME": _rlimit_usec,
-    }
-)
+_RLIMIT_PARSERS: Final[dict[str, Callable[[str], int]]] = {
+    "LimitCPU": _rlimit_sec,
+    "LimitFSIZE": _rlimit_size,
+    "LimitDATA": _rlimit_size,
+    "LimitSTACK": _rlimit_size,
+    "LimitCORE": _rlimit_size,
+    "LimitRSS": _rlimit_size,
+    "LimitNOFILE": _rlimit_u64,
+    "LimitAS": _rlimit_size,
+    "LimitNPROC": _rlimit_u64,
+    "LimitMEMLOCK": _rlimit_size,
+    "LimitLOCKS": _rlimit_u64,
+    "LimitSIGPENDING": _rlimit_u64,
+    "LimitMSGQUEUE": _rlimit_size,
+    "LimitNICE": _rlimit_nice,
+    "LimitRTPRIO": _rlimit_u64,
+    "LimitRTTIME": _rlimit_usec,
+}
 
 
 def _split_colon(value: str) -> list[str]:
@@ -735,18 +749,22 @@ _SIGNAL_NAMES: Final[tuple[str, ...]] = (
 # x86/arm numbering as a fallback for names the signal module lacks.
 _SIGNAL_FALLBACK: Final = dict(zip(_SIGNAL_NAMES, range(1, 32), strict=True))
 
-SIGNAL_BY_NAME: Final[Mapping[str, int]] = MappingProxyType(
-    {n: int(getattr(_signal, "SIG" + n, _SIGNAL_FALLBACK[n])) for n in _SIGNAL_NAMES}
-)
+_SIGNAL_BY_NAME: Final[dict[str, int]] = {
+    n: int(getattr(_signal, "SIG" + n, _SIGNAL_FALLBACK[n])) for n in _SIGNAL_NAMES
+}
+SIGNAL_BY_NAME: Final[Mapping[str, int]] = MappingProxyType(_SIGNAL_BY_NAME)
 """systemd's signal table, names without ``SIG``.
 
 Only the canonical names: aliases such as ``SIGIOT``, ``SIGPOLL``,
 ``SIGCLD`` and ``SIGUNUSED`` are rejected by systemd 252 (checked), and
 names are case-sensitive (``term`` is rejected).
 """
-_NAME_BY_SIGNAL: Final[Mapping[int, str]] = MappingProxyType(
-    {v: "SIG" + k for k, v in SIGNAL_BY_NAME.items()}
-)
+_NAME_BY_SIGNAL: Final[dict[int, str]] = {v: "SIG" + k for k, v in _SIGNAL_BY_NAME.items()}
+# Both spellings, for a single lookup in the common case.
+_SIGNAL_BY_NAME_SIG: Final[dict[str, int]] = {
+    **_SIGNAL_BY_NAME,
+    **{"SIG" + k: v for k, v in _SIGNAL_BY_NAME.items()},
+}
 _SIGRTMIN: Final[int] = int(getattr(_signal, "SIGRTMIN", 34))
 _SIGRTMAX: Final[int] = int(getattr(_signal, "SIGRTMAX", 64))
 _NSIG: Final[int] = int(getattr(_signal, "NSIG", 65))
@@ -754,16 +772,20 @@ _NSIG: Final[int] = int(getattr(_signal, "NSIG", 65))
 
 def _signal_from_string(s: str) -> int:
     """``signal_from_string``: number, name with/without SIG, RTMIN+n, RTMAX-n."""
-    try:
-        n = _safe_atoi(s)
-    except (_Invalid, _Range):
-        pass  # not a number: try names (an overflowing number fails there too)
-    else:
-        if 0 < n < _NSIG:
-            return n
-        raise _Range
+    n2 = _SIGNAL_BY_NAME_SIG.get(s)
+    if n2 is not None:  # fast path: "SIGTERM", "TERM"
+        return n2
+    if not s[:1].isalpha():  # a letter cannot start a C integer
+        try:
+            n = _safe_atoi(s)
+        except (_Invalid, _Range):
+            pass  # not a number: try names (an overflowing number fails there too)
+        else:
+            if 0 < n < _NSIG:
+                return n
+            raise _Range
     name = s[3:] if s.startswith("SIG") else s
-    n2 = SIGNAL_BY_NAME.get(name)
+    n2 = _SIGNAL_BY_NAME.get(name)
     if n2 is not None:
         return n2
     if name.startswith("RTMIN"):
@@ -865,88 +887,85 @@ def parse_nice(s: str) -> int:
 # Exit statuses
 # ---------------------------------------------------------------------------
 
-EXIT_STATUS_BY_NAME: Final[Mapping[str, int]] = MappingProxyType(
-    {
-        "SUCCESS": 0,
-        "FAILURE": 1,
-        # LSB init-script codes
-        "INVALIDARGUMENT": 2,
-        "NOTIMPLEMENTED": 3,
-        "NOPERMISSION": 4,
-        "NOTINSTALLED": 5,
-        "NOTCONFIGURED": 6,
-        "NOTRUNNING": 7,
-        # BSD sysexits.h, without the EX_ prefix
-        "USAGE": 64,
-        "DATAERR": 65,
-        "NOINPUT": 66,
-        "NOUSER": 67,
-        "NOHOST": 68,
-        "UNAVAILABLE": 69,
-        "SOFTWARE": 70,
-        "OSERR": 71,
-        "OSFILE": 72,
-        "CANTCREAT": 73,
-        "IOERR": 74,
-        "TEMPFAIL": 75,
-        "PROTOCOL": 76,
-        "NOPERM": 77,
-        "CONFIG": 78,
-        # systemd's own process-setup failures (223 and 234 are retired)
-        "CHDIR": 200,
-        "NICE": 201,
-        "FDS": 202,
-        "EXEC": 203,
-        "MEMORY": 204,
-        "LIMITS": 205,
-        "OOM_ADJUST": 206,
-        "SIGNAL_MASK": 207,
-        "STDIN": 208,
-        "STDOUT": 209,
-        "CHROOT": 210,
-        "IOPRIO": 211,
-        "TIMERSLACK": 212,
-        "SECUREBITS": 213,
-        "SETSCHEDULER": 214,
-        "CPUAFFINITY": 215,
-        "GROUP": 216,
-        "USER": 217,
-        "CAPABILITIES": 218,
-        "CGROUP": 219,
-        "SETSID": 220,
-        "CONFIRM": 221,
-        "STDERR": 222,
-        "PAM": 224,
-        "NETWORK": 225,
-        "NAMESPACE": 226,
-        "NO_NEW_PRIVILEGES": 227,
-        "SECCOMP": 228,
-        "SELINUX_CONTEXT": 229,
-        "PERSONALITY": 230,
-        "APPARMOR": 231,
-        "ADDRESS_FAMILIES": 232,
-        "RUNTIME_DIRECTORY": 233,
-        "CHOWN": 235,
-        "SMACK_PROCESS_LABEL": 236,
-        "KEYRING": 237,
-        "STATE_DIRECTORY": 238,
-        "CACHE_DIRECTORY": 239,
-        "LOGS_DIRECTORY": 240,
-        "CONFIGURATION_DIRECTORY": 241,
-        "NUMA_POLICY": 242,
-        "CREDENTIALS": 243,
-        "BPF": 244,
-        "EXCEPTION": 255,
-    }
-)
+_EXIT_STATUS_BY_NAME: Final[dict[str, int]] = {
+    "SUCCESS": 0,
+    "FAILURE": 1,
+    # LSB init-script codes
+    "INVALIDARGUMENT": 2,
+    "NOTIMPLEMENTED": 3,
+    "NOPERMISSION": 4,
+    "NOTINSTALLED": 5,
+    "NOTCONFIGURED": 6,
+    "NOTRUNNING": 7,
+    # BSD sysexits.h, without the EX_ prefix
+    "USAGE": 64,
+    "DATAERR": 65,
+    "NOINPUT": 66,
+    "NOUSER": 67,
+    "NOHOST": 68,
+    "UNAVAILABLE": 69,
+    "SOFTWARE": 70,
+    "OSERR": 71,
+    "OSFILE": 72,
+    "CANTCREAT": 73,
+    "IOERR": 74,
+    "TEMPFAIL": 75,
+    "PROTOCOL": 76,
+    "NOPERM": 77,
+    "CONFIG": 78,
+    # systemd's own process-setup failures (223 and 234 are retired)
+    "CHDIR": 200,
+    "NICE": 201,
+    "FDS": 202,
+    "EXEC": 203,
+    "MEMORY": 204,
+    "LIMITS": 205,
+    "OOM_ADJUST": 206,
+    "SIGNAL_MASK": 207,
+    "STDIN": 208,
+    "STDOUT": 209,
+    "CHROOT": 210,
+    "IOPRIO": 211,
+    "TIMERSLACK": 212,
+    "SECUREBITS": 213,
+    "SETSCHEDULER": 214,
+    "CPUAFFINITY": 215,
+    "GROUP": 216,
+    "USER": 217,
+    "CAPABILITIES": 218,
+    "CGROUP": 219,
+    "SETSID": 220,
+    "CONFIRM": 221,
+    "STDERR": 222,
+    "PAM": 224,
+    "NETWORK": 225,
+    "NAMESPACE": 226,
+    "NO_NEW_PRIVILEGES": 227,
+    "SECCOMP": 228,
+    "SELINUX_CONTEXT": 229,
+    "PERSONALITY": 230,
+    "APPARMOR": 231,
+    "ADDRESS_FAMILIES": 232,
+    "RUNTIME_DIRECTORY": 233,
+    "CHOWN": 235,
+    "SMACK_PROCESS_LABEL": 236,
+    "KEYRING": 237,
+    "STATE_DIRECTORY": 238,
+    "CACHE_DIRECTORY": 239,
+    "LOGS_DIRECTORY": 240,
+    "CONFIGURATION_DIRECTORY": 241,
+    "NUMA_POLICY": 242,
+    "CREDENTIALS": 243,
+    "BPF": 244,
+    "EXCEPTION": 255,
+}
+EXIT_STATUS_BY_NAME: Final[Mapping[str, int]] = MappingProxyType(_EXIT_STATUS_BY_NAME)
 """systemd 252's exit-status table (``systemd-analyze exit-status``), name → code.
 
 Names are case-sensitive and have no ``EX_`` prefix (``EX_TEMPFAIL`` is
 rejected by systemd).
 """
-_EXIT_NAME_BY_CODE: Final[Mapping[int, str]] = MappingProxyType(
-    {v: k for k, v in EXIT_STATUS_BY_NAME.items()}
-)
+_EXIT_NAME_BY_CODE: Final[dict[int, str]] = {v: k for k, v in _EXIT_STATUS_BY_NAME.items()}
 
 
 def exit_status_name(code: int) -> str | None:
@@ -1038,15 +1057,16 @@ def parse_exit_status_set(
     codes: set[int] = set()
     signals: set[int] = set()
     for word in words:
-        code = EXIT_STATUS_BY_NAME.get(word)
+        code = _EXIT_STATUS_BY_NAME.get(word)
         if code is not None:
             codes.add(code)
             continue
-        try:
-            codes.add(_safe_atou(word, 255))
-            continue
-        except (_Invalid, _Range):
-            pass
+        if not word[0].isalpha():  # a letter cannot start a C integer
+            try:
+                codes.add(_safe_atou(word, 255))
+                continue
+            except (_Invalid, _Range):
+                pass
         try:
             signals.add(_signal_from_string(word))
         except (_Invalid, _Range):
