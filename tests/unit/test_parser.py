@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from vectors import load_vectors
 
 from flotte.unit import load_text, parse
@@ -92,3 +94,22 @@ def test_garbage_never_raises(data: bytes) -> None:
     unit = load_text(data, "garbage.service")
     assert unit.load_state == "error"
     assert unit.errors and unit.errors[0].line is not None
+
+
+_unitish = st.lists(st.sampled_from([
+    "[Unit]", "[Service]", "[X-Fleet]", "[Install]", "[Bogus", "Description=%i %z x",
+    "ExecStart=/bin/echo 'a\\", "ExecStart=-@/bin/x y ; /bin/z", "Environment=\"A=1 B=2",
+    "After=a.service b@.service %n", "TimeoutSec=", "Restart=always", "Type=oneshot",
+    "MachineOf=%p.service", "Global=yes", "MachineID=x", "\\", "# c \\", "", "  ",
+    "LimitNOFILE=1:2:3", "WorkingDirectory=%I/..", "\x00", "\r", "KillMode=none",
+])).map("\n".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=300), _unitish, st.binary(max_size=300)))
+def test_loading_never_raises(text: str | bytes) -> None:
+    for dialect in ("systemd", "go-systemd"):
+        unit = load_text(text, "fuzz@a-b.service", dialect=dialect)  # type: ignore[arg-type]
+        assert unit.load_state in ("loaded", "error", "bad-setting", "masked")
+        for d in unit.diagnostics:
+            assert d.message

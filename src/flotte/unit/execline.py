@@ -229,14 +229,8 @@ def parse_exec_slow(value: str, expand: Expander | None = None) -> ExecParse:
             try:
                 word, pos, relaxed = extract_first_word_and_warn(text, pos, _EXEC_FLAGS)
             except WordError:
-                msg = f'Unbalanced quoting, ignoring: "{value}"'
-                err = ValueParseError(msg, "close the quote or escape it as \\\" or \\'")
-                if ignore:
-                    res.warnings.append(err)
-                    res.dropped = True
-                else:
-                    res.fatal = err
-                return res
+                return fail(f'Unbalanced quoting, ignoring: "{value}"',
+                            "close the quote or escape it as \\\" or \\'")
             if word is None:
                 break
             if relaxed:

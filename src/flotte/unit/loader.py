@@ -21,6 +21,7 @@ search path).
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,29 @@ _DEP_SPECIFIERS = "ijnNpaAbBHlmMoqvwWgGuU%"
 #: Dependency types whose self-reference systemd reports.
 _WARN_SELF_DEPS = frozenset({"Conflicts", "Before", "After", "OnSuccess", "OnFailure"})
 _URL_PREFIXES = ("http://", "https://", "file:/", "info:", "man:")
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_dep_name(name: str) -> bool:
+    return N.is_valid(name, N.NameFlags.PLAIN | N.NameFlags.INSTANCE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _run_together(name: str) -> tuple[str, str] | None:
+    """Split names systemd accepts but that are almost certainly typos.
+
+    ``After=etcd.servicedocker.service`` (from the seed) is a valid unit
+    name to systemd, which silently orders against a unit that does not
+    exist.  We keep systemd's meaning and say what probably happened.
+    """
+    stem = name.rsplit(".", 1)[0]
+    for t in N.UNIT_TYPES:
+        i = stem.find(t)
+        if i > 0 and i + len(t) < len(stem):
+            first, second = stem[: i + len(t)], stem[i + len(t):] + name[len(stem):]
+            if N.is_valid(first) and N.is_valid(second):
+                return first, second
+    return None
 
 
 def _simplify(path: str) -> str:
@@ -170,6 +194,10 @@ class _Loader:
         type_section = unit.unit_type.capitalize()
         self.sections = ("Unit", "Install", type_section)
 
+    def specifier_warning(self, text: str, exc: ValueParseError, line: int) -> None:
+        self.warn(f"Failed to resolve unit specifiers in '{text}', ignoring: "
+                  f"{errno_text(exc)}", line, exc.fix)
+
     def section_header(self, name: str, line: int) -> None:
         if name in self.sections or name.startswith("X-"):
             return
@@ -264,8 +292,7 @@ class _Loader:
                                f"'{value}': {errno_text(exc)}", line, exc.fix)
                     self.fatal_by_setting = True
                     return
-                self.warn(f"Failed to resolve unit specifiers in '{value}', ignoring: "
-                          f"{errno_text(exc)}", line, exc.fix)
+                self.specifier_warning(value, exc, line)
                 return
         if kind is S.Kind.STRING:
             settings[k] = value
@@ -334,15 +361,14 @@ class _Loader:
                 name = expand(word, self.name, self.ctx, allowed=_DEP_SPECIFIERS) \
                     if "%" in word else word
             except ValueParseError as exc:
-                self.warn(f"Failed to resolve unit specifiers in '{word}', ignoring: "
-                          f"{errno_text(exc)}", line, exc.fix)
+                self.specifier_warning(word, exc, line)
                 continue
             if N.is_valid(name, N.NameFlags.TEMPLATE):
                 # systemd instantiates a template dependency with this unit's
                 # instance, or its prefix when it has none.
                 own = N.split(self.name)
                 name = N.replace_instance(name, own.instance or own.prefix)
-            if not N.is_valid(name, N.NameFlags.PLAIN | N.NameFlags.INSTANCE):
+            if not _valid_dep_name(name):
                 fix = None
                 if name.startswith("#"):
                     fix = ("'#' starts a comment only at the beginning of a line; "
@@ -362,27 +388,14 @@ class _Loader:
                     self.warn(f"Dependency {k[1]}={name} is dropped.", None,
                               "a unit cannot depend on itself; remove this name")
                 continue
-            self._lint_dependency(k[1], name, line)
+            typo = _run_together(name)
+            if typo is not None:
+                first, second = typo
+                self.warn(f"{k[1]}={name} looks like two unit names run together; systemd "
+                          "reads it as one unit of that name, which is unlikely to exist",
+                          line, f"separate the names with a space: {k[1]}={first} {second}")
             if name not in lst:
                 lst.append(name)
-
-    def _lint_dependency(self, key: str, name: str, line: int) -> None:
-        """Warn about names systemd accepts but that are almost certainly typos.
-
-        ``After=etcd.servicedocker.service`` (from the seed) is a valid unit
-        name to systemd, which silently orders against a unit that does not
-        exist.  We keep systemd's meaning and say what probably happened.
-        """
-        stem = name.rsplit(".", 1)[0]
-        for t in N.UNIT_TYPES:
-            i = stem.find(t)
-            if i > 0 and i + len(t) < len(stem):
-                first, second = stem[: i + len(t)], stem[i + len(t):] + name[len(stem):]
-                if N.is_valid(first) and N.is_valid(second):
-                    self.warn(f"{key}={name} looks like two unit names run together; systemd "
-                              "reads it as one unit of that name, which is unlikely to exist",
-                              line, f"separate the names with a space: {key}={first} {second}")
-                    return
 
     def _exec(self, k: tuple[str, str], value: str, line: int) -> None:
         res = parse_exec(value, self.expand)
@@ -430,8 +443,7 @@ class _Loader:
         try:
             path = self.expand(value)
         except ValueParseError as exc:
-            self.warn(f"Failed to resolve unit specifiers in '{value}', ignoring: "
-                      f"{errno_text(exc)}", line, exc.fix)
+            self.specifier_warning(value, exc, line)
             return
         ignore = path.startswith("-")
         p = path[1:] if ignore else path
@@ -458,8 +470,7 @@ class _Loader:
                 try:
                     word = self.expand(word)
                 except ValueParseError as exc:
-                    self.warn(f"Failed to resolve unit specifiers in '{word}', ignoring: "
-                              f"{errno_text(exc)}", line, exc.fix)
+                    self.specifier_warning(word, exc, line)
                     continue
             if canon == "Documentation" and not word.startswith(_URL_PREFIXES):
                 self.warn(f"Invalid URL, ignoring: {word}", line,
@@ -489,8 +500,7 @@ class _Loader:
         try:
             v = self.expand(v)
         except ValueParseError as exc:
-            self.warn(f"Failed to resolve unit specifiers in '{v}', ignoring: "
-                      f"{errno_text(exc)}", line, exc.fix)
+            self.specifier_warning(v, exc, line)
             return
         kind = key.removeprefix("Condition").removeprefix("Assert")
         if kind in _PATH_CONDITIONS and not v.startswith("/"):

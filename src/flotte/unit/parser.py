@@ -40,6 +40,10 @@ GO_LINE_MAX = 2048
 
 _WS = " \t\n\r"
 _EOL_RE = re.compile(r"\r\n|[\r\n\x00]")
+# A line starting or ending with one of these needs the general path.
+_SPECIAL_FIRST = frozenset(" \t#;[=")
+_SPECIAL_LAST = frozenset("\\")
+_FAST_MAX = 4096
 
 
 class Option(NamedTuple):
@@ -140,6 +144,14 @@ def _parse_systemd(text: str, result: ParseResult) -> None:
     lineno = 0
     for raw in lines:
         lineno += 1
+        # Fast path: an ordinary "Key=value" line outside a continuation.
+        if cont is None and raw and raw[0] not in _SPECIAL_FIRST and \
+                raw[-1] not in _SPECIAL_LAST and section is not None:
+            eq = raw.find("=")
+            if eq > 0 and len(raw) < _FAST_MAX:
+                options.append(Option(section, raw[:eq].rstrip(_WS),
+                                      raw[eq + 1:].strip(_WS), lineno))
+                continue
         n = len(raw)
         if n >= LONG_LINE_MAX // 4 and len(raw.encode("utf-8")) >= LONG_LINE_MAX:
             _fatal(result, f"Line too long (more than {LONG_LINE_MAX} bytes)", lineno,

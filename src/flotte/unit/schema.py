@@ -19,6 +19,7 @@ Semantics copied from systemd (see ``spec/systemd.md`` §1.6):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -331,6 +332,7 @@ CONDITION_KEYS: frozenset[str] = frozenset(
 SERVICE_SECTIONS = ("Unit", "Service", "Install")
 
 
+@functools.lru_cache(maxsize=4096)
 def lookup(section: str, key: str) -> tuple[str, str, Setting | None] | None:
     """Resolve ``(section, key)`` to ``(section, canonical key, Setting)``.
 

@@ -301,6 +301,18 @@ def parse_timespan(s: str, *, default_unit: str = "s", what: str = "time value")
     ``what`` only changes the wording of the error message (see
     :data:`TIME_SETTING_WHAT`).
     """
+    if default_unit == "s":
+        v = _TIME_CACHE.get(s)
+        if v is not None:
+            return v
+        try:
+            v = _parse_time(s, USEC_PER_SEC)
+        except (_Invalid, _Range):
+            raise _time_error(s, what) from None
+        if len(_TIME_CACHE) >= _CACHE_MAX:
+            _TIME_CACHE.clear()
+        _TIME_CACHE[s] = v
+        return v
     default_usec = _TIME_UNIT_USEC.get(default_unit)
     if default_usec is None:
         raise ValueError(f"unknown default time unit {default_unit!r}")
@@ -308,6 +320,12 @@ def parse_timespan(s: str, *, default_unit: str = "s", what: str = "time value")
         return _parse_time(s, default_usec)
     except (_Invalid, _Range):
         raise _time_error(s, what) from None
+
+
+# Unit files repeat the same few values ("90", "5s", "infinity") endlessly;
+# a small memo of successful parses makes the hot path a dict lookup.
+_CACHE_MAX: Final = 4096
+_TIME_CACHE: Final[dict[str, int]] = {}
 
 
 def _parse_time(s: str, default_usec: int) -> int:
@@ -993,6 +1011,7 @@ class ExitStatusSet:
 
 
 _EMPTY_EXIT_STATUS_SET: Final = ExitStatusSet()
+_EXIT_CACHE: Final[dict[str, ExitStatusSet]] = {}
 _WORD_RE: Final = re.compile(r"[^ \t\n\r]+")
 
 
@@ -1049,11 +1068,13 @@ def parse_exit_status_set(
     ``errors`` the first bad word raises.  An empty value gives an empty set;
     resetting the accumulated list on an empty assignment is the caller's job.
     """
+    cached = _EXIT_CACHE.get(value)
+    if cached is not None:
+        return cached
     if not value:
         return _EMPTY_EXIT_STATUS_SET
     words, truncated = _split_plain_words(value)
-    if truncated and errors is None:
-        raise _trailing_backslash(key, value)
+    clean = not truncated
     codes: set[int] = set()
     signals: set[int] = set()
     for word in words:
@@ -1077,10 +1098,19 @@ def parse_exit_status_set(
             if errors is None:
                 raise exc from None
             errors.append(exc)
-    if truncated and errors is not None:
+            clean = False
+    if truncated:
         # systemd has applied the words before the bad spot, then gives up.
+        if errors is None:
+            raise _trailing_backslash(key, value)
         errors.append(_trailing_backslash(key, value))
-    return ExitStatusSet(frozenset(codes), frozenset(signals))
+    result = ExitStatusSet(frozenset(codes), frozenset(signals))
+    if clean:
+        # Only clean parses are memoized: bad words must be reported every time.
+        if len(_EXIT_CACHE) >= _CACHE_MAX:
+            _EXIT_CACHE.clear()
+        _EXIT_CACHE[value] = result
+    return result
 
 
 def _trailing_backslash(key: str, value: str) -> ValueParseError:
