@@ -165,3 +165,32 @@ def test_seed_secretary_exec_is_one_bash_argument() -> None:
     assert len(cmd.argv) == 3
     assert "--ttl 30" in cmd.argv[2] and ":8080" in cmd.argv[2]
     assert unit.value("Service", "Restart") == "on-failure"
+
+
+def test_legacy_spellings_map_to_their_modern_homes() -> None:
+    unit = load_text("[Unit]\nStartLimitInterval=20\nBindTo=b.service\n"
+                     "PropagateReloadTo=c.service\n[Service]\nStartLimitBurst=3\n"
+                     "ExecStart=/bin/true\n", "x.service")
+    assert unit.load_state == "loaded" and unit.diagnostics == []
+    assert unit.value("Unit", "StartLimitIntervalSec") == 20_000_000
+    assert unit.value("Unit", "StartLimitBurst") == 3
+    assert unit.value("Unit", "BindsTo") == ["b.service"]
+    assert unit.value("Unit", "PropagatesReloadTo") == ["c.service"]
+
+
+def test_known_but_unsupported_keys_are_listed_not_warned() -> None:
+    unit = load_text("[Service]\nExecStart=/bin/true\nPrivateTmp=yes\nCPUQuota=20%\n",
+                     "x.service")
+    assert unit.warnings == []
+    assert [o.key for o in unit.unsupported] == ["PrivateTmp", "CPUQuota"]
+
+
+def test_conditions_keep_trigger_and_negation() -> None:
+    unit = load_text("[Unit]\nConditionPathExists=|!/etc/%n\nConditionHost=web*\n"
+                     "ConditionPathExists=relative\n[Service]\nExecStart=/bin/true\n",
+                     "c.service")
+    c1, c2 = unit.conditions
+    assert (c1.key, c1.value, c1.trigger, c1.negate) == ("ConditionPathExists",
+                                                         "/etc/c.service", True, True)
+    assert (c2.key, c2.value) == ("ConditionHost", "web*")
+    assert [d.line for d in unit.warnings] == [4]
