@@ -8,7 +8,6 @@ random files to systemd 252's own ``load_env_file`` (Debian's
 from __future__ import annotations
 
 import ctypes
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vectors import load_vectors
 
+from conftest import require_file
 from flotte.unit import envfile
 from flotte.unit.envfile import apply_env_file, parse_env_file
 from flotte.unit.errors import ValueParseError
@@ -183,8 +183,7 @@ _COMMENT_CONTINUES = re.compile(rb"(^|[\n\r])[ \t\n\r]*[#;][^\n\r]*\\[\n\r]")
 
 
 def _systemd_load_env_file(data: bytes, tmp: Path) -> list[bytes] | None:
-    if not os.path.exists(_LIBSHARED):
-        pytest.skip(f"{_LIBSHARED} not installed (Debian 12 package 'systemd')")
+    require_file(_LIBSHARED, "systemd")
     lib = ctypes.CDLL(_LIBSHARED)
     lib.load_env_file.argtypes = [
         ctypes.c_void_p,

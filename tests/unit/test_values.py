@@ -11,7 +11,6 @@ input, and are skipped where that library is not installed.
 from __future__ import annotations
 
 import ctypes
-import os
 import re
 from typing import Any
 
@@ -20,6 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from vectors import load_vectors
 
+from conftest import require_file
 from flotte.unit.errors import ValueParseError
 from flotte.unit.values import (
     EXIT_STATUS_BY_NAME,
@@ -682,8 +682,7 @@ _LIBSHARED = "/usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-252.so"
 
 
 def _libsystemd_shared() -> ctypes.CDLL:
-    if not os.path.exists(_LIBSHARED):
-        pytest.skip(f"{_LIBSHARED} not installed (Debian 12 package 'systemd')")
+    require_file(_LIBSHARED, "systemd")
     lib = ctypes.CDLL(_LIBSHARED)
     lib.parse_time.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint64), ctypes.c_uint64]
     lib.parse_size.argtypes = [ctypes.c_char_p, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)]

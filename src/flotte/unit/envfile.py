@@ -81,9 +81,13 @@ class _Collector:
     def push(self, key: str, value: str, key_pos: int) -> None:
         if _INVALID.search(key) or _INVALID.search(value):
             self._fail(key, value, key_pos)
-        i = self.index.get(key)
+        # systemd joins KEY=VALUE and compares names up to the first '=' of
+        # the joined string, so a key that itself contains '=' ("=" of "==")
+        # replaces the entry named by its prefix.
+        name = key.split("=", 1)[0]
+        i = self.index.get(name)
         if i is None:
-            self.index[key] = len(self.items)
+            self.index[name] = len(self.items)
             self.items.append((key, value))
         else:
             self.items[i] = (key, value)

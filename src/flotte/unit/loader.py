@@ -53,6 +53,8 @@ _PATH_CONDITIONS = frozenset({
 _RESET_ON_EMPTY = frozenset({"Nice", "WorkingDirectory", "RootDirectory", "TimeoutAbortSec"})
 #: Specifiers systemd's unit_name_printf knows (dependency names): name, host, creds.
 _DEP_SPECIFIERS = "ijnNpaAbBHlmMoqvwWgGuU%"
+_EXIT_STATUS_KEYS = frozenset({"SuccessExitStatus", "RestartPreventExitStatus",
+                               "RestartForceExitStatus"})
 #: Dependency types whose self-reference systemd reports.
 _WARN_SELF_DEPS = frozenset({"Conflicts", "Before", "After", "OnSuccess", "OnFailure"})
 _URL_PREFIXES = ("http://", "https://", "file:/", "info:", "man:")
@@ -454,10 +456,12 @@ class _Loader:
         self.u.settings.setdefault(k, []).append((p, ignore))
 
     def _words(self, setting: S.Setting, k: tuple[str, str], value: str, line: int) -> None:
-        flags = Flags.UNQUOTE
+        canon = k[1]
+        # systemd splits exit-status lists without removing quotes ("1 2" is
+        # two bad words), other word lists with.
+        flags = Flags.NONE if canon in _EXIT_STATUS_KEYS else Flags.UNQUOTE
         lst: list[str] = self.u.settings.setdefault(k, [])
         pos = 0
-        canon = k[1]
         while True:
             try:
                 word, pos = extract_first_word(value, pos, flags)
@@ -476,8 +480,7 @@ class _Loader:
                 self.warn(f"Invalid URL, ignoring: {word}", line,
                           "use http://, https://, file:/, info: or man: URLs")
                 continue
-            if canon in ("SuccessExitStatus", "RestartPreventExitStatus",
-                         "RestartForceExitStatus"):
+            if canon in _EXIT_STATUS_KEYS:
                 try:
                     V.parse_exit_status_set(word)
                 except ValueParseError:

@@ -22,8 +22,13 @@ on (or trip over) that Python's parsers do not share:
   (``1G 512M``) and fractions are computed in C ``double`` arithmetic.
 
 Everything that runs per option (booleans, time spans, signals, limits) uses
-precompiled regular expressions and module-level tables: the loader calls
-these for every option of tens of thousands of units per second.
+precompiled regular expressions and module-level tables, and the two most
+repetitive parsers memoize successful results: the loader calls these for
+every option of tens of thousands of units per second.
+
+Fidelity was checked by differential fuzzing against systemd 252's own
+functions in ``libsystemd-shared-252.so`` and its ``systemd --test`` dumps
+(see the ``oracle`` tests).
 """
 
 from __future__ import annotations
