@@ -22,6 +22,7 @@ run: deps venv
 
 test: deps venv
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest -n 2 -q
 
 bench: deps venv
@@ -29,7 +30,7 @@ bench: deps venv
 
 lint: venv
 	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis

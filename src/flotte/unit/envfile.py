@@ -130,9 +130,9 @@ def parse_env_file(data: str | bytes, *, path: str | None = None) -> list[tuple[
         text = data
     nul = text.find("\0")
     if nul >= 0:
-        line = text.count("\n", 0, nul) + 1
+        nul_line = text.count("\n", 0, nul) + 1
         raise ValueParseError(
-            f"{path or 'n/a'}:{line}: Failed to load environment file: Bad message "
+            f"{path or 'n/a'}:{nul_line}: Failed to load environment file: Bad message "
             "(it contains a NUL byte)",
             fix="an environment file must be text; remove the NUL bytes",
         )

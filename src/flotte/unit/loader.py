@@ -25,7 +25,7 @@ import functools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from flotte.unit import names as N
 from flotte.unit import schema as S
@@ -173,11 +173,12 @@ class Unit:
 
     @property
     def environment(self) -> list[tuple[str, str]]:
-        return self.value("Service", "Environment")
+        env: list[tuple[str, str]] = self.value("Service", "Environment")
+        return env
 
     @property
     def description(self) -> str:
-        return self.value("Unit", "Description")
+        return str(self.value("Unit", "Description"))
 
 
 # ---------------------------------------------------------------------------
@@ -588,7 +589,7 @@ def _apply_all(unit: Unit, ctx: SpecifierContext,
                 unit.diagnostics.append(Diagnostic(item.severity, item.message, item.line,
                                                    item.fix, path))
             else:
-                tag, payload = item  # type: ignore[misc]
+                tag, payload = cast(tuple[str, Any], item)
                 if tag == "section":
                     current = payload
                     ld.section_header(payload, _line)
@@ -667,7 +668,7 @@ def _dropin_dirs(name: str) -> list[str]:
     """Drop-in directory names for ``name``, highest precedence first."""
     un = N.split(name)
     dirs = [name + ".d"]
-    if un.is_instance:
+    if un.is_instance and un.template:
         dirs.append(un.template + ".d")
     base = un.prefix
     parts = base.split("-")
@@ -700,7 +701,7 @@ def load_unit(
         unit.diagnostics.append(Diagnostic(Severity.ERROR, problem, None))
         return unit
     un = N.split(name)
-    candidates = [name] + ([un.template] if un.is_instance else [])
+    candidates = [name] + ([un.template] if un.is_instance and un.template else [])
     fragment: str | None = None
     for cand in candidates:
         for d in search_path:
@@ -714,7 +715,7 @@ def load_unit(
         unit = Unit(name=name, load_state="not-found")
         unit.diagnostics.append(Diagnostic(
             Severity.ERROR, f"Unit {name} not found in {', '.join(search_path)}", None,
-            fix=f"create {name}" + (f" or {un.template}" if un.is_instance else "")))
+            fix=f"create {name}" + (f" or {un.template}" if un.template else "")))
         return unit
     if os.path.realpath(fragment) == "/dev/null":
         return Unit(name=name, path=fragment, load_state=MASKED)
@@ -738,9 +739,9 @@ def load_unit(
     # chosen was filled in precedence order: first seen wins.  Apply by name.
     dropins: list[tuple[str, bytes]] = []
     for fname in sorted(chosen):
-        p = chosen[fname]
-        if p is None:
+        dropin = chosen[fname]
+        if dropin is None:
             continue
-        with open(p, "rb") as fh:
-            dropins.append((p, fh.read()))
+        with open(dropin, "rb") as fh:
+            dropins.append((dropin, fh.read()))
     return load_text(text, name, ctx=ctx, dialect=dialect, path=fragment, dropins=dropins)

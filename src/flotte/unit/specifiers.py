@@ -32,7 +32,7 @@ import re
 import shlex
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -262,14 +262,15 @@ def _name_table(unit_name: str) -> dict[str, str | names.InvalidUnitName]:
         "p": prefix,
         "i": inst,
     }
-    for key, func in (
+    derived: tuple[tuple[str, Callable[[], str]], ...] = (
         ("P", lambda: names.unescape(prefix)),
         ("I", lambda: names.unescape(inst)),
         ("j", lambda: last),
         ("J", lambda: names.unescape(last)),
         # specifier_filename: path-unescape the instance if there is one, else the prefix.
         ("f", lambda: names.path_unescape(inst or prefix)),
-    ):
+    )
+    for key, func in derived:
         try:
             table[key] = func()
         except names.InvalidUnitName as exc:

@@ -1127,10 +1127,14 @@ def _trailing_backslash(key: str, value: str) -> ValueParseError:
 # ---------------------------------------------------------------------------
 
 _ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-try:
-    _ARG_MAX: Final[int] = os.sysconf("SC_ARG_MAX")
-except (ValueError, OSError):  # pragma: no cover - non-POSIX
-    _ARG_MAX = 2 * 1024 * 1024
+def _arg_max() -> int:
+    try:
+        return os.sysconf("SC_ARG_MAX")
+    except (ValueError, OSError):  # pragma: no cover - non-POSIX
+        return 2 * 1024 * 1024
+
+
+_ARG_MAX: Final[int] = _arg_max()
 
 
 def is_valid_env_name(name: str) -> bool:
