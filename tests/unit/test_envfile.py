@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vectors import load_vectors
 
-from conftest import require_file
 from flotte.unit import envfile
 from flotte.unit.envfile import apply_env_file, parse_env_file
 from flotte.unit.errors import ValueParseError
+from support import require_file
 
 ENV_FILE: list[dict[str, Any]] = load_vectors()["environment_file"]
 

@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from vectors import load_vectors
 
-from conftest import require_file
 from flotte.unit.errors import ValueParseError
 from flotte.unit.values import (
     EXIT_STATUS_BY_NAME,
@@ -49,6 +48,7 @@ from flotte.unit.values import (
     parse_umask,
     signal_name,
 )
+from support import require_file
 
 VECTORS = load_vectors()
 TIMESPAN: list[dict[str, Any]] = VECTORS["timespan"]
