@@ -330,3 +330,21 @@ async def test_election_three_candidates_leader_killed(registry_url: str, ns: st
             t.cancel()
         for r in regs:
             await r.close()
+
+
+async def test_failed_txn_changes_nothing(registry_url: str, ns: str) -> None:
+    async with R.connect(registry_url) as reg:
+        await reg.put(ns + "a", b"before")
+        rev = reg.revision
+        with pytest.raises(R.LeaseNotFound):
+            await reg.txn([], [R.Put(ns + "a", b"after"), R.Put(ns + "b", b"x", lease=12345)])
+        assert (await reg.get(ns + "a")).value == b"before"  # type: ignore[union-attr]
+        assert await reg.get(ns + "b") is None
+        # concurrent good writes around the failed one are unaffected
+        results = await asyncio.gather(
+            reg.put(ns + "c", b"1"),
+            reg.txn([], [R.Put(ns + "d", b"x", lease=12345)]),
+            reg.put(ns + "e", b"2"), return_exceptions=True)
+        assert isinstance(results[1], R.LeaseNotFound)
+        assert results[0] > rev and results[2] > rev and results[0] != results[2]
+        assert [kv.key for kv in await reg.range(ns)] == [ns + "a", ns + "c", ns + "e"]

@@ -134,9 +134,8 @@ class Watch:
         # Resume point.  Without a start revision the watch begins after the
         # newest revision this client knows, fixed now: a write made after
         # creating the watch (even before iterating it) is always seen.
-        known = registry.revision
-        self.next_revision: int | None = start_revision if start_revision is not None \
-            else (known + 1 if known else None)
+        self.next_revision: int = start_revision if start_revision is not None \
+            else registry.revision + 1
         self._gen: AsyncIterator[Event] | None = None
         self._closed = False
 

@@ -175,10 +175,31 @@ class _Staging:
             return False
         return lease_id in self.granted or lease_id in self.store._leases
 
-    # writes (each caller brackets its changes with begin()/end())
+    # writes: each request runs between begin() and either nothing (kept)
+    # or rollback() (a request is all-or-nothing), using an undo log rather
+    # than copying the overlay, so a batch of n requests costs O(n).
     def begin(self) -> None:
-        self._rev_before = self.revision
         self._changed = False
+        self._undo: list[tuple[str, bool, KeyValue | None]] = []
+        self._mark = (self.revision, len(self.batch.events), len(self.batch.lease_grants),
+                      len(self.batch.lease_revokes), dict(self.granted), set(self.revoked))
+
+    def rollback(self) -> None:
+        for key, had, old in reversed(self._undo):
+            if had:
+                self.overlay[key] = old
+            else:
+                self.overlay.pop(key, None)
+        rev, ne, ng, nr, granted, revoked = self._mark
+        self.revision = rev
+        del self.batch.events[ne:]
+        del self.batch.lease_grants[ng:]
+        del self.batch.lease_revokes[nr:]
+        self.granted, self.revoked = granted, revoked
+
+    def _set(self, key: str, kv: KeyValue | None) -> None:
+        self._undo.append((key, key in self.overlay, self.overlay.get(key)))
+        self.overlay[key] = kv
 
     def _next(self) -> int:
         if not self._changed:
@@ -195,7 +216,7 @@ class _Staging:
             kv = KeyValue(key, value, rev, rev, 1, lease or 0)
         else:
             kv = KeyValue(key, value, prev.create_revision, rev, prev.version + 1, lease or 0)
-        self.overlay[key] = kv
+        self._set(key, kv)
         self.batch.events.append(Event(EventType.PUT, kv, prev))
         return rev
 
@@ -205,7 +226,7 @@ class _Staging:
             return 0
         rev = self._next()
         for prev in victims:
-            self.overlay[prev.key] = None
+            self._set(prev.key, None)
             self.batch.events.append(
                 Event(EventType.DELETE, KeyValue(prev.key, b"", 0, rev, 0, 0), prev))
         return len(victims)
@@ -352,20 +373,11 @@ class LocalStore:
         for fn, fut in batch:
             if fut.cancelled():
                 continue
-            # Each request is all-or-nothing: snapshot the stage so a request
-            # that fails half-way (e.g. a txn op on a missing lease) leaves
-            # no trace.
-            saved = (stage.revision, dict(stage.overlay), len(stage.batch.events),
-                     len(stage.batch.lease_grants), len(stage.batch.lease_revokes),
-                     dict(stage.granted), set(stage.revoked))
             stage.begin()
             try:
                 results.append((fut, True, fn(stage)))
             except Exception as exc:
-                (stage.revision, stage.overlay, ne, ng, nr, stage.granted, stage.revoked) = saved
-                del stage.batch.events[ne:]
-                del stage.batch.lease_grants[ng:]
-                del stage.batch.lease_revokes[nr:]
+                stage.rollback()
                 results.append((fut, False, exc))
         stage.batch.revision = stage.revision
         if not stage.batch.empty and self.persistence is not None:
