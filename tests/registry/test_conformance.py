@@ -348,3 +348,20 @@ async def test_failed_txn_changes_nothing(registry_url: str, ns: str) -> None:
         assert isinstance(results[1], R.LeaseNotFound)
         assert results[0] > rev and results[2] > rev and results[0] != results[2]
         assert [kv.key for kv in await reg.range(ns)] == [ns + "a", ns + "c", ns + "e"]
+
+
+async def test_txn_writing_a_key_twice_is_refused(registry_url: str, ns: str) -> None:
+    async with R.connect(registry_url) as reg:
+        for ops in ([R.Put(ns + "a", b"1"), R.Put(ns + "a", b"2")],
+                    [R.Put(ns + "a", b"1"), R.Delete(ns + "a")],
+                    [R.Delete(ns, prefix=True), R.Put(ns + "a", b"1")]):
+            with pytest.raises(R.InvalidRequest):
+                await reg.txn([], ops)
+        assert await reg.range(ns) == []
+
+
+async def test_nested_branches_may_write_the_same_key(registry_url: str, ns: str) -> None:
+    async with R.connect(registry_url) as reg:
+        t = await reg.txn([], [R.Txn((R.version(ns + "k") == 0,), (R.Put(ns + "k", b"new"),),
+                                     (R.Put(ns + "k", b"again"),))])
+        assert t.succeeded and (await reg.get(ns + "k")).value == b"new"  # type: ignore[union-attr]

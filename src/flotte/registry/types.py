@@ -327,4 +327,32 @@ def check_ops(ops: Sequence[object], what: str) -> list[Op]:
                            tuple(check_ops(op.failure, what))))
         else:
             raise InvalidRequest(f"{what}: {op!r} is not a Put, Delete, Get, Range or Txn")
+    _check_writes(out, what)
     return out
+
+
+def _check_writes(ops: Sequence[Op], what: str,
+                  outer: Sequence[Put | Delete] = ()) -> None:
+    """etcd refuses a txn branch that writes one key twice (or puts under a delete).
+
+    A nested txn runs one of its branches, so each branch is checked with the
+    writes around it, not with the other branch.
+    """
+    direct: list[Put | Delete] = [*outer, *(o for o in ops if isinstance(o, Put | Delete))]
+    seen: set[str] = set()
+    for op in direct:
+        if not isinstance(op, Put):
+            continue
+        if op.key in seen:
+            raise InvalidRequest(f"{what} writes {op.key} twice; etcd refuses duplicate keys "
+                                 "in one transaction")
+        seen.add(op.key)
+        for d in direct:
+            if isinstance(d, Delete) and (op.key == d.key or (d.prefix and
+                                                              op.key.startswith(d.key))):
+                raise InvalidRequest(f"{what} both puts {op.key} and deletes it; etcd refuses "
+                                     "that in one transaction")
+    for nested in ops:
+        if isinstance(nested, Txn):
+            _check_writes(nested.success, what, direct)
+            _check_writes(nested.failure, what, direct)
