@@ -168,6 +168,9 @@ class Supervisor:
                              return_exceptions=True)
         for cg in self._cgroups.values():
             with contextlib.suppress(Exception):
+                # processes left by KillMode=none/process are not ours to kill;
+                # give ones that are exiting a moment to be reaped
+                await cg.wait_empty(0.5)
                 cg.remove()
         if self.cgroups is not None:
             with contextlib.suppress(Exception):
