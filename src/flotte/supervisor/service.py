@@ -677,25 +677,31 @@ class Service:
             env["EXIT_STATUS"] = self.main_exit.exit_status_env
         return env
 
+    async def _stop_commands(self, key: str, state: str, timeout: float, *,
+                             stop_on_failure: bool) -> None:
+        """ExecStop= (a failure ends the list) or ExecStopPost= (all of them run)."""
+        cmds = self.unit.exec_commands(key)
+        if not cmds:
+            return
+        self.set_state(state)
+        for cmd in cmds:
+            exit = await self._run_control(cmd, timeout, self._stop_env())
+            if exit is None:
+                self._fail(Result.TIMEOUT)
+                break
+            if not cmd.ignore_failure and not is_clean_exit(exit, main=False, oneshot=False):
+                self.log(f"Control process exited, {exit.describe()}", 5)
+                self._fail(result_of_exit(exit, False))
+                if stop_on_failure:
+                    break
+
     async def _stop_phase(self, started: bool) -> None:
         requested = self._stop.is_set()
         if requested and started:
             self.sup.log(self.name, f"Stopping {self.description}...")
         stop_timeout = self._t("TimeoutStopSec")
         if started:
-            stops = self.unit.exec_commands("ExecStop")
-            if stops:
-                self.set_state("stop")
-                for cmd in stops:
-                    exit = await self._run_control(cmd, stop_timeout, self._stop_env())
-                    if exit is None:
-                        self._fail(Result.TIMEOUT)
-                        break
-                    if not cmd.ignore_failure and not is_clean_exit(exit, main=False,
-                                                                    oneshot=False):
-                        self.log(f"Control process exited, {exit.describe()}", 5)
-                        self._fail(result_of_exit(exit, False))
-                        break
+            await self._stop_commands("ExecStop", "stop", stop_timeout, stop_on_failure=True)
         await self._kill_phase("stop-sigterm", "stop-sigkill", stop_timeout)
         main = self._main
         if main is not None and main.exited and started:
@@ -704,18 +710,8 @@ class Service:
             if not self._main_clean(exit) and self.type != "oneshot":
                 self.log(f"Main process exited, {exit.describe()}", 5)
                 self._fail(result_of_exit(exit, False))
-        posts = self.unit.exec_commands("ExecStopPost")
-        if posts:
-            self.set_state("stop-post")
-            for cmd in posts:
-                exit = await self._run_control(cmd, stop_timeout, self._stop_env())
-                if exit is None:
-                    self._fail(Result.TIMEOUT)
-                    break
-                if not cmd.ignore_failure and not is_clean_exit(exit, main=False,
-                                                                oneshot=False):
-                    self.log(f"Control process exited, {exit.describe()}", 5)
-                    self._fail(result_of_exit(exit, False))
+        await self._stop_commands("ExecStopPost", "stop-post", stop_timeout,
+                                  stop_on_failure=False)
         await self._kill_phase("final-sigterm", "final-sigkill", stop_timeout, final=True)
         self.main_pid = self.control_pid = None
         self._main = self._control = None
