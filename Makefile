@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: run test bench lint deps venv clean
 
@@ -17,6 +18,11 @@ $(STAMP): pyproject.toml | deps
 
 venv: $(STAMP)
 
+# the bench extra (supervisord, circus: the peers of bench/supervisor.py)
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
 run: deps venv
 	$(BIN)/python -m flotte.demo
 
@@ -25,7 +31,7 @@ test: deps venv
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 -q
 
-bench: deps venv
+bench: deps venv $(BENCH_STAMP)
 	$(BIN)/python bench/run.py
 
 lint: venv

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHMARKS = ["unit_load", "registry"]
+BENCHMARKS = ["unit_load", "registry", "supervisor"]
 
 
 def main(argv: list[str]) -> int:
