@@ -82,6 +82,13 @@ class _StopRequested(Exception):
 class Service:
     """Runtime state of one loaded service unit."""
 
+    # slots: a supervisor commonly holds 1,000+ of these
+    __slots__ = ("_control", "_jobs", "_last_spawn_code", "_lifecycle", "_main", "_ready",
+                 "_restart_now", "_started_waiters", "_stop", "_wakeup", "_watchdog_ping",
+                 "control_pid", "force_status", "invocation_id", "limiter", "main_exit",
+                 "main_pid", "name", "prevent_status", "restarts", "result", "status_text",
+                 "sub_state", "success_status", "sup", "timestamps", "type", "unit")
+
     def __init__(self, unit: Unit, sup: Supervisor) -> None:
         self.unit = unit
         self.sup = sup
@@ -105,6 +112,7 @@ class Service:
         self._watchdog_ping = 0.0
         self._started_waiters: list[asyncio.Future[str]] = []
         self._restart_now = asyncio.Event()
+        self._last_spawn_code = 0
         self.reconfigure(unit)
 
     # -- configuration ------------------------------------------------------
@@ -571,8 +579,6 @@ class Service:
         finally:
             self.control_pid = None
             self._control = None
-
-    _last_spawn_code = 0
 
     async def _spawn(self, cmd: ExecCommand, *, main: bool, exec_failure_is_exit: bool = False,
                      extra_env: dict[str, str] | None = None) -> ProcessHandle | None:

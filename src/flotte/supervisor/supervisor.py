@@ -92,6 +92,8 @@ class StateChange:
 class ProcessHandle:
     """A process of a unit, spawned by us or adopted by PID (a forking daemon's main)."""
 
+    __slots__ = ("_callbacks", "child", "done", "pid")
+
     def __init__(self, child: Child) -> None:
         self.child = child
         self.pid = child.pid
