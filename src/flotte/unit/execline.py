@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from flotte.unit.errors import ValueParseError
+from flotte.unit.names import simplify_path
+from flotte.unit.parser import string_is_safe
 from flotte.unit.specifiers import errno_text
 from flotte.unit.words import (
     WHITESPACE,
@@ -68,24 +70,7 @@ class ExecParse:
     dropped: bool = False
 
 
-def _simplify_path(path: str) -> str:
-    """systemd's ``path_simplify``: collapse ``//`` and ``/./``, keep ``..``."""
-    if "//" not in path and "/." not in path and not path.endswith("/"):
-        return path
-    absolute = path.startswith("/")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    out = "/".join(parts)
-    if absolute:
-        out = "/" + out
-    return out or ("/" if absolute else ".")
-
-
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\\"']")
 _PLAIN_COMMAND = re.compile(r"[^'\"\\;%]*\Z")
-
-
-def _string_is_safe(s: str) -> bool:
-    return _UNSAFE.search(s) is None
 
 
 def _path_is_valid(path: str) -> bool:
@@ -113,9 +98,9 @@ def parse_exec(value: str, expand: Expander | None = None) -> ExecParse:
         # Fast path (most lines): no quotes, escapes, separators or specifiers.
         words = value.split()
         path = words[0]
-        if path.endswith("/") or not _path_is_valid(path) or not _string_is_safe(path):
+        if path.endswith("/") or not _path_is_valid(path) or not string_is_safe(path):
             return parse_exec_slow(value, expand)
-        res.commands.append(ExecCommand(_simplify_path(path), words))
+        res.commands.append(ExecCommand(simplify_path(path), words))
         return res
     return parse_exec_slow(value, expand)
 
@@ -192,7 +177,7 @@ def parse_exec_slow(value: str, expand: Expander | None = None) -> ExecParse:
             sfx = ", ignoring" if ignore else ""
             return fail(f"Empty path in command line{sfx}: '{value}'",
                         "put the program's path after the prefixes")
-        if not _string_is_safe(path):
+        if not string_is_safe(path):
             sfx = ", ignoring" if ignore else ""
             return fail(f"Executable name contains special characters{sfx}: {path}",
                         "executable paths may not contain quotes, backslashes or control "
@@ -208,7 +193,7 @@ def parse_exec_slow(value: str, expand: Expander | None = None) -> ExecParse:
         argv: list[str] = []
         if not separate_argv0:
             argv.append(path)
-        exe = _simplify_path(path)
+        exe = simplify_path(path)
         while pos < n:
             c = text[pos]
             nxt = text[pos + 1] if pos + 1 < n else ""

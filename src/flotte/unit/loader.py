@@ -83,12 +83,6 @@ def _run_together(name: str) -> tuple[str, str] | None:
     return None
 
 
-def _simplify(path: str) -> str:
-    """systemd's ``path_simplify``: drop ``//``, ``/./`` and a trailing ``/``."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    return "/" + "/".join(parts)
-
-
 @dataclass(frozen=True, slots=True)
 class Condition:
     """One ``Condition*=`` / ``Assert*=`` line: ``|`` trigger, ``!`` negation."""
@@ -241,8 +235,6 @@ class _Loader:
         if found is None:
             if key.startswith("X-"):
                 return
-            if key.startswith(("Condition", "Assert")) and sec == "Unit":
-                found = None
             self.warn(f"Unknown key '{key}' in section [{sec}], ignoring.", line,
                       self._suggest(sec, key))
             return
@@ -252,8 +244,6 @@ class _Loader:
             if sec == "Unit" and canon in S.CONDITION_KEYS:
                 self._condition(canon, value, line)
                 return
-            if sec == self.sections[2] and sec != "Service":
-                pass
             self.u.unsupported.append(opt)
             self.u.settings[k] = value
             return
@@ -311,7 +301,7 @@ class _Loader:
                 self.warn(exc.message, line, exc.fix)
             return
         if canon == "WorkingDirectory" and parsed[0] != "~":
-            simple = _simplify(parsed[0])
+            simple = N.simplify_path(parsed[0])
             if any(c == ".." for c in simple.split("/")):
                 self.error(f"WorkingDirectory= path is not normalized: {simple}", line,
                            "write the directory without '..' components")

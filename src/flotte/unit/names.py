@@ -56,6 +56,7 @@ __all__ = [
     "instance",
     "is_valid",
     "path_escape",
+    "simplify_path",
     "path_unescape",
     "prefix",
     "replace_instance",
@@ -543,6 +544,18 @@ def unescape(s: str, *, strict: bool = True) -> str:
             what="escaped string",
         )
     return data.decode("utf-8", "surrogateescape")
+
+
+def simplify_path(path: str) -> str:
+    """systemd's ``path_simplify``: collapse ``//`` and ``/./``, drop a trailing
+    ``/``, keep ``..`` (whether ``..`` is allowed is the caller's check)."""
+    if "//" not in path and "/." not in path and not path.endswith("/"):
+        return path
+    absolute, comps = _simplify_path(path)
+    out = "/".join(comps)
+    if absolute:
+        out = "/" + out
+    return out or ("/" if absolute else ".")
 
 
 def _simplify_path(path: str) -> tuple[bool, list[str]]:

@@ -75,13 +75,16 @@ class ParseResult:
         return self.fatal is None
 
 
-def _string_is_safe(s: str) -> bool:
-    """systemd's ``string_is_safe``: no control characters, quotes or backslashes."""
-    for ch in s:
-        o = ord(ch)
-        if o < 32 or o == 127 or ch in "\\\"'":
-            return False
-    return True
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\\"']")
+
+
+def string_is_safe(s: str) -> bool:
+    """systemd's ``string_is_safe``: no control characters, quotes or backslashes.
+
+    Section names and executable paths must pass it; the serializer checks
+    it so that what it writes reads back.
+    """
+    return _UNSAFE.search(s) is None
 
 
 def decode(data: bytes | str, result: ParseResult) -> str | None:
@@ -201,7 +204,7 @@ def _parse_line(
                    "a section header is a whole line of the form [Name]")
             return section
         name = line[1:-1]
-        if not _string_is_safe(name):
+        if not string_is_safe(name):
             _fatal(result, f"Bad characters in section header '{line}'", lineno, "syntax",
                    "section names may not contain quotes, backslashes or control characters")
             return section

@@ -50,7 +50,6 @@ class Setting:
     parse: Callable[[str], Any] | None = None
     default: Any = None
     specifiers: bool = False
-    what: str = "value"  # systemd's "Failed to parse <what>, ignoring" wording
     doc: str = ""
 
 
@@ -88,20 +87,6 @@ def _bool(v: str) -> bool:
 
 def _sec(v: str) -> int:
     return V.parse_timespan(v)
-
-
-def _int_range(lo: int, hi: int, what: str) -> Callable[[str], int]:
-    def parse(v: str) -> int:
-        try:
-            n = int(v, 10)
-        except ValueError:
-            raise ValueParseError(f"Failed to parse {what}, ignoring: {v}") from None
-        if not lo <= n <= hi:
-            raise ValueParseError(f"Failed to parse {what}, ignoring: {v}",
-                                  f"use a number from {lo} to {hi}")
-        return n
-
-    return parse
 
 
 def _unsigned(v: str) -> int:

@@ -16,13 +16,9 @@ import hashlib
 from collections.abc import Iterable
 
 from flotte.unit.errors import UnitFileError
-from flotte.unit.parser import Dialect, Option
+from flotte.unit.parser import Dialect, Option, string_is_safe
 
 _WS = " \t\n\r"
-
-
-def _safe(s: str) -> bool:
-    return all(ord(c) >= 32 and ord(c) != 127 and c not in "\\\"'" for c in s)
 
 
 def _go_multiline_ok(value: str) -> bool:
@@ -37,7 +33,7 @@ def _check(opt: Option, dialect: Dialect) -> None:
     def bad(why: str) -> UnitFileError:
         return UnitFileError(f"cannot write [{sec}] {key}={value!r}: {why}", kind="serialize")
 
-    if not sec or "]" in sec or not _safe(sec):
+    if not sec or "]" in sec or not string_is_safe(sec):
         raise bad("section names may not be empty or contain ']', quotes, backslashes "
                   "or control characters")
     if not key or "=" in key or key != key.strip(_WS) or key[0] in "#;[" or \
