@@ -26,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flotte.supervisor.conditions import evaluate
@@ -174,14 +174,12 @@ class Service:
         async with self._jobs:
             if self.active_state in ("active", "reloading"):
                 return "done"
+            fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self._started_waiters.append(fut)
             if self._lifecycle is not None and not self._lifecycle.done():
                 if self.sub_state == "auto-restart":
-                    self._restart_now.set()
-                fut = asyncio.get_running_loop().create_future()
-                self._started_waiters.append(fut)
+                    self._restart_now.set()  # a start request cuts RestartSec= short
             else:
-                fut = asyncio.get_running_loop().create_future()
-                self._started_waiters.append(fut)
                 self._stop.clear()
                 self.restarts = 0
                 self._lifecycle = asyncio.create_task(self._run(), name=f"unit {self.name}")
@@ -191,8 +189,6 @@ class Service:
         async with self._jobs:
             task = self._lifecycle
             if task is None or task.done():
-                if self.sub_state == "failed":
-                    return "done"
                 return "done"
             self._stop.set()
             self._wakeup.set()
@@ -239,11 +235,7 @@ class Service:
             pids.add(self.control_pid)
         if who == "all":
             pids.update(self.sup.unit_pids(self.name))
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                import os
-
-                os.kill(pid, sig)
+        self._signal(sorted(pids), sig)
         return len(pids)
 
     def reset_failed(self) -> None:
@@ -640,7 +632,7 @@ class Service:
                     # a forking daemon may have written a new PID file before exiting
                     pidfile = self.unit.value("Service", "PIDFile")
                     pid = _read_pidfile(pidfile) if pidfile else None
-                    if pid and pid != exit_pid(main):
+                    if pid and pid != main.pid:
                         self._adopt_main(pid)
                         continue
                 if clean and self.unit.value("Service", "RemainAfterExit"):
@@ -778,8 +770,6 @@ class Service:
         return sorted(pids)
 
     def _signal(self, pids: list[int], sig: int) -> None:
-        import os
-
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
@@ -832,10 +822,3 @@ def _comm(pid: int) -> str:
             return fh.read().strip()
     except OSError:
         return "?"
-
-
-def exit_pid(handle: ProcessHandle) -> int:
-    return handle.pid
-
-
-Callback = Callable[[Service], None]

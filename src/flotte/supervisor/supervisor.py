@@ -41,7 +41,7 @@ from flotte.supervisor.execenv import (
 from flotte.supervisor.journal import Entry, Follower, Journal, JournalPipe
 from flotte.supervisor.launcher import Child, SpawnFailure, spawn, watch_pid
 from flotte.supervisor.model import ExitInfo, Result
-from flotte.supervisor.notify import NotifyMessage, NotifyServer
+from flotte.supervisor.notify import NotifyServer
 from flotte.supervisor.service import JobNotApplicable, Service
 from flotte.unit.execline import ExecCommand
 from flotte.unit.loader import Unit, load_text, load_unit
@@ -429,5 +429,3 @@ def _raise_nofile() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY
                                                         else 1 << 20, hard))
 
-
-_ = NotifyMessage
