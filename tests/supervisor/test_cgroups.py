@@ -246,7 +246,7 @@ async def test_cleanup_removes_empty_and_reports_busy() -> None:
     try:
         if a.mechanism != "cgroup2":
             pytest.skip("cleanup concerns cgroup directories")
-        a.unit("empty.service")
+        a.unit("empty.service").ensure()  # created before a spawn, or here by hand
         busy = a.unit("busy.service")
         c = await spawn(sh("exec sleep 1000", busy))
         await until(lambda: busy.pids() == [c.pid])

@@ -505,3 +505,28 @@ async def test_unsupported_stdio_become_null_with_warning(procs: Procs) -> None:
     assert any(w.startswith("StandardOutput=socket is not supported") for w in c.warnings)
     assert any(w.startswith("StandardInput=socket is not supported") for w in c.warnings)
     assert spec.warnings == []  # the spec can be reused
+
+
+async def test_cancelled_spawn_leaves_no_process() -> None:
+    """A start cancelled while the spawner thread runs: the child is killed and reaped."""
+    marker = f"{time.time_ns() % 100000}.25"
+    for _ in range(20):
+        task = asyncio.create_task(spawn(ExecSpec("/bin/sleep", ["/bin/sleep", marker])))
+        await asyncio.sleep(0)  # into the spawner thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).endswith(marker)]
+        if not left:
+            break
+        await asyncio.sleep(0.02)
+    assert not left
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""

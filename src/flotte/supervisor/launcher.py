@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -333,6 +334,8 @@ class _Reaper:
         self._kicked = False
         self._ambiguous: dict[int, float] = {}
         self._last_scan = -1e9
+        #: spawns running in the spawner thread: their children are not tracked yet
+        self.inflight = 0
         # exits of orphans we reaped, for watch_pid() on a PID that is gone
         self._recent: collections.OrderedDict[int, ExitInfo] = collections.OrderedDict()
 
@@ -387,6 +390,8 @@ class _Reaper:
     def sweep(self) -> int:
         """Reap zombie children that are unit orphans; returns how many."""
         reaped = 0
+        if self.inflight:
+            return 0  # a new child may not be tracked yet; the next sweep gets them
         for _ in range(100_000):
             try:
                 res = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -564,7 +569,7 @@ def _credentials(spec: ExecSpec) -> tuple[_Creds | None, str]:
     217/USER even for ``+``), applied only without ``+``/``!``."""
     pw = _lookup_user(spec.user) if spec.user else None
     gid = _lookup_group(spec.group) if spec.group else None
-    home = pw.pw_dir if pw is not None else _root_home()
+    home = pw.pw_dir if pw is not None else ""  # root's: looked up only for "~"
     if spec.privileged or spec.no_setuid:
         return None, home
     if pw is None and gid is None and not spec.supplementary_groups:
@@ -771,7 +776,7 @@ def _prepare(spec: ExecSpec, to_close: list[int]) -> _Plan:
     # working directory, on the host (relative to RootDirectory=, also for '+')
     wd = spec.working_directory
     if wd == "~":
-        wd = home
+        wd = home or _root_home()
     if not wd:
         wd = "/"
     base = (spec.root_directory or "").rstrip("/")
@@ -859,18 +864,18 @@ def _prepare(spec: ExecSpec, to_close: list[int]) -> _Plan:
 async def spawn(spec: ExecSpec) -> Child:
     """Start ``spec`` and return its :class:`Child` (tracked until it ends).
 
-    Runs synchronously in the event loop thread (about 0.3 ms, no await
-    needed: ``posix_spawn`` returns once the child has exec'd ``/bin/sh``).
-    Raises :class:`SpawnFailure` for setup failures (systemd's 2xx codes) and
-    :class:`OSError` when the fork itself fails (systemd's result
-    ``resources``).  The caller may close its copy of ``spec.journal_fd``
-    right after this returns.
+    The checks and the wrapper script are built in the event loop thread; the
+    ``posix_spawn`` itself (0.3–0.7 ms: the kernel's ``execve`` of the wrapper
+    while the parent waits, plus copying the descriptor table, which grows
+    with the number of running units) runs in a spawner thread, since CPython
+    releases the GIL around it: the loop meanwhile prepares the next units, so
+    a mass start uses both cores.  Raises :class:`SpawnFailure` for setup
+    failures (systemd's 2xx codes) and :class:`OSError` when the fork itself
+    fails (systemd's result ``resources``).  The caller may close its copy of
+    ``spec.journal_fd`` right after this returns.
     """
     loop = asyncio.get_running_loop()
-    return _spawn(_reaper_for(loop), spec)
-
-
-def _spawn(reaper: _Reaper, spec: ExecSpec) -> Child:
+    reaper = _reaper_for(loop)
     to_close: list[int] = []
     gate_w: int | None = None
     own_warnings = len(spec.warnings)  # the checks append theirs; the spec is left as it was
@@ -882,39 +887,19 @@ def _spawn(reaper: _Reaper, spec: ExecSpec) -> Child:
             to_close.append(gate_r)
             actions = [*actions, (os.POSIX_SPAWN_DUP2, gate_r, 3)]
         try:
-            pid = os.posix_spawn(_SH, plan.argv, plan.env, file_actions=actions,
-                                 setsid=spec.new_session, setsigmask=(), setsigdef=_SIGDEF)
+            pid, pidfd, failure = await _spawn_in_thread(reaper, spec, plan, actions, gate_w)
         except OSError as exc:
             if exc.errno == errno.E2BIG:
                 raise _fail(203, f"Failed to execute {spec.path}", errno.E2BIG) from None
             raise
-        try:
-            pidfd: int | None = os.pidfd_open(pid)
-        except OSError:  # pragma: no cover - only if the kernel lacks pidfds
-            pidfd = None
-        child = Child(reaper.loop, pid, pidfd, argv=list(spec.argv),
-                      warnings=list(spec.warnings))
+        child = Child(loop, pid, pidfd, argv=list(spec.argv), warnings=list(spec.warnings))
         if pidfd is not None:
             reaper.track(child)
         else:  # pragma: no cover
-            _track_blocking(reaper.loop, child)
-        if plan.gated:
-            assert gate_w is not None
-            try:
-                for res, soft, hard in plan.limits:
-                    resource.prlimit(pid, res, (soft, hard))
-            except (OSError, ValueError) as exc:
-                child.signal(signal.SIGKILL)
-                raise _fail(205, "Failed to adjust resource limits",
-                            getattr(exc, "errno", None) or errno.EINVAL) from None
-            if plan.nice is not None:
-                try:
-                    os.setpriority(os.PRIO_PROCESS, pid, plan.nice)
-                except OSError as exc:
-                    child.signal(signal.SIGKILL)
-                    raise _fail(201, "Failed to set up process scheduling priority "
-                                "(nice level)", exc.errno or errno.EPERM) from None
-            os.write(gate_w, b"\n")
+            _track_blocking(loop, child)
+        if failure is not None:
+            child.signal(signal.SIGKILL)
+            raise failure
         if spec.cgroup is not None:
             spec.cgroup.attach(pid)
         return child
@@ -925,6 +910,87 @@ def _spawn(reaper: _Reaper, spec: ExecSpec) -> Child:
         for fd in to_close:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+_SPAWNER: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _spawner() -> concurrent.futures.ThreadPoolExecutor:
+    global _SPAWNER
+    if _SPAWNER is None:
+        _SPAWNER = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="flotte-spawn")
+    return _SPAWNER
+
+
+def _posix_spawn(plan: _Plan, actions: list[tuple[int, int, int]], setsid: bool,
+                 cgroup: UnitCgroup | None, gate_w: int | None
+                 ) -> tuple[int, int | None, SpawnFailure | None]:
+    """Runs in the spawner thread: every syscall of a start that may take a while.
+
+    Creates the unit's cgroup if needed, fork+execs the wrapper, takes a
+    pidfd at once, and — for a gated wrapper — applies ``Limit*=`` and
+    ``Nice=`` to the waiting child before letting it go on.  A failure of
+    those is returned (the child already killed), not raised: the caller
+    still has to reap the child.
+    """
+    if cgroup is not None:
+        try:
+            cgroup.ensure()
+        except OSError as exc:
+            raise _fail(219, "Failed to attach to cgroup", exc.errno or errno.EIO) from None
+    pid = os.posix_spawn(_SH, plan.argv, plan.env, file_actions=actions,
+                         setsid=setsid, setsigmask=(), setsigdef=_SIGDEF)
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except OSError:  # pragma: no cover - only if the kernel lacks pidfds
+        pidfd = None
+    if gate_w is None:
+        return pid, pidfd, None
+    try:
+        for res, soft, hard in plan.limits:
+            resource.prlimit(pid, res, (soft, hard))
+    except (OSError, ValueError) as exc:
+        os.kill(pid, signal.SIGKILL)
+        return pid, pidfd, _fail(205, "Failed to adjust resource limits",
+                                 getattr(exc, "errno", None) or errno.EINVAL)
+    if plan.nice is not None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, plan.nice)
+        except OSError as exc:
+            os.kill(pid, signal.SIGKILL)
+            return pid, pidfd, _fail(201, "Failed to set up process scheduling priority "
+                                     "(nice level)", exc.errno or errno.EPERM)
+    os.write(gate_w, b"\n")
+    return pid, pidfd, None
+
+
+async def _spawn_in_thread(reaper: _Reaper, spec: ExecSpec, plan: _Plan,
+                           actions: list[tuple[int, int, int]], gate_w: int | None
+                           ) -> tuple[int, int | None, SpawnFailure | None]:
+    """``_posix_spawn`` in the spawner thread, safe against the sweeper and cancellation.
+
+    While a spawn is in flight the orphan sweeper stands aside (``inflight``):
+    the new child is our zombie-to-be before it is tracked, and must not be
+    mistaken for an orphan.  If the awaiting task is cancelled, the spawn
+    still completes (the descriptors it duplicates must stay open until
+    then), and the process it started is killed and reaped, so nothing runs
+    unsupervised.
+    """
+    reaper.inflight += 1
+    cf = _spawner().submit(_posix_spawn, plan, actions, spec.new_session, spec.cgroup,
+                           gate_w)
+    try:
+        return await asyncio.shield(asyncio.wrap_future(cf))
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            pid, pidfd, _ = cf.result()
+            orphan = Child(reaper.loop, pid, pidfd, argv=list(spec.argv), warnings=[])
+            if pidfd is not None:
+                reaper.track(orphan)
+            orphan.signal(signal.SIGKILL)
+        raise
+    finally:
+        reaper.inflight -= 1
 
 
 def _track_blocking(loop: asyncio.AbstractEventLoop,

@@ -27,9 +27,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from flotte.supervisor.conditions import evaluate
@@ -355,7 +355,9 @@ class Service:
             self.sup.log(self.name, f"Failed to start {self.description}.", 3)
             self.set_state("failed")
             return "failed"
-        self.invocation_id = uuid.uuid4().hex
+        # 128 random bits, like sd_id128_randomize(); an identifier, not a secret, so the
+        # seeded PRNG (no getrandom() syscall per start) is enough
+        self.invocation_id = f"{random.getrandbits(128):032x}"
         self.sup.prepare_run(self)
         self.sup.log(self.name, f"Starting {self.description}...")
         started = False
