@@ -46,20 +46,24 @@ file is limited to ``max_bytes_per_unit // keep_files`` and rotated before an
 append would exceed it); only an entry larger than a whole file can overshoot,
 by itself.
 
-Writing never waits on a disk flush: entries are formatted to bytes and
-queued; one ``write(2)`` per unit is issued from a ``call_soon`` callback, so
-a burst of lines from many pipes in one loop iteration costs one syscall per
-unit.  Reads (:meth:`Journal.read`) first push out what is queued, so a
-reader always sees everything appended before the call.  Followers
+Writing never blocks the event loop on the disk: entries are formatted to
+bytes and queued; a ``call_soon`` callback hands each loop iteration's batch
+to the journal's writer thread, which issues one ``write(2)`` per unit (and
+does the ``mkdir``/``open``/rotation, which on ext4 cost up to a millisecond
+each — a mass start of 1,000 units would otherwise spend a second of loop
+time creating journal files).  Reads (:meth:`Journal.read`) first wait until
+everything queued is written, so a reader always sees everything appended
+before the call.  Followers
 (:meth:`Journal.follow`) are woken in process through an :class:`asyncio.Event`
 when an entry is appended; they never poll or re-read the file, which makes
-rotation invisible to them.  Everything here runs on the event loop thread;
-the class is not thread-safe.
+rotation invisible to them.  Everything but the file I/O runs on the event loop
+thread; the class is not thread-safe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -267,7 +271,8 @@ class _UnitLog:
         self.pending: list[bytes] = []
         self.fh: BinaryIO | None = None
         self.size = 0
-        self.followers: weakref.WeakSet[Follower] = weakref.WeakSet()
+        # created with the first follower (a WeakSet is ~900 bytes; most units have none)
+        self.followers: weakref.WeakSet[Follower] | None = None
 
 
 class Journal:
@@ -297,6 +302,9 @@ class Journal:
         self._flush_handle: asyncio.Handle | None = None
         self._pipes: set[JournalPipe] = set()
         self._closed = False
+        # the writer thread (created on first use) and its last batch
+        self._io: concurrent.futures.ThreadPoolExecutor | None = None
+        self._last_io: concurrent.futures.Future[None] | None = None
 
     # -- writing --------------------------------------------------------------
     def _unit(self, unit: str) -> _UnitLog:
@@ -357,24 +365,41 @@ class Journal:
 
     def _scheduled_flush(self) -> None:
         self._flush_handle = None
-        self.flush()
+        self._submit()
 
-    def flush(self, unit: str | None = None) -> None:
-        """Write queued entries (of one unit, or all) to disk now."""
-        if unit is not None:
-            u = self._units.get(unit)
-            if u is not None and u in self._dirty:
-                self._dirty.discard(u)
-                self._write(u)
+    def _submit(self) -> None:
+        """Hand every queued entry to the writer thread (in order, one batch)."""
+        if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
+        batch = []
         for u in dirty:
-            self._write(u)
+            if u.pending:
+                batch.append((u, u.pending))
+                u.pending = []
+        if batch:
+            if self._io is None:
+                self._io = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix="flotte-journal")
+            self._last_io = self._io.submit(self._write_batch, batch)
 
-    def _write(self, u: _UnitLog) -> None:
-        lines, u.pending = u.pending, []
-        if not lines:
-            return
+    def flush(self, unit: str | None = None) -> None:
+        """Write queued entries to disk now; returns once they are written.
+
+        ``unit`` is accepted for callers that only care about one unit; all
+        queued entries are written either way (they share one writer).
+        """
+        self._submit()
+        last, self._last_io = self._last_io, None
+        if last is not None:
+            last.result()
+
+    def _write_batch(self, batch: list[tuple[_UnitLog, list[bytes]]]) -> None:
+        """Runs in the writer thread: the only place that touches files while the loop runs."""
+        for u, lines in batch:
+            self._write(u, lines)
+
+    def _write(self, u: _UnitLog, lines: list[bytes]) -> None:
         try:
             fh = self._fh(u)
             total = sum(map(len, lines))
@@ -539,6 +564,8 @@ class Journal:
         backlog = self.read(unit, lines=lines) if lines > 0 else []
         f = Follower(self, u, backlog, max_pending)
         if not self._closed:
+            if u.followers is None:
+                u.followers = weakref.WeakSet()
             u.followers.add(f)
         else:
             f._closed = True
@@ -573,6 +600,7 @@ class Journal:
         if u is not None:
             self._dirty.discard(u)
             u.pending = []
+            self.flush()  # the writer thread is idle afterwards
             self._close_fh(u)
             u.size = 0
         shutil.rmtree(self.directory / unit, ignore_errors=True)
@@ -590,9 +618,12 @@ class Journal:
             self._flush_handle = None
         for u in list(self._units.values()):
             self._close_fh(u)
-            for f in list(u.followers):
+            for f in list(u.followers or ()):
                 f._end()
-            u.followers.clear()
+            u.followers = None
+        if self._io is not None:
+            self._io.shutdown(wait=True)
+            self._io = None
 
     def __enter__(self) -> Journal:
         return self
@@ -647,7 +678,8 @@ class Follower:
 
     async def aclose(self) -> None:
         """Stop following (idempotent)."""
-        self._unit.followers.discard(self)
+        if self._unit.followers is not None:
+            self._unit.followers.discard(self)
         self._queue.clear()
         self._end()
 

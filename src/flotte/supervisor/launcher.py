@@ -336,6 +336,7 @@ class _Reaper:
         self._last_scan = -1e9
         #: spawns running in the spawner thread: their children are not tracked yet
         self.inflight = 0
+        self.spawn_slots = asyncio.Semaphore(SPAWNERS * 2)
         # exits of orphans we reaped, for watch_pid() on a PID that is gone
         self._recent: collections.OrderedDict[int, ExitInfo] = collections.OrderedDict()
 
@@ -876,49 +877,56 @@ async def spawn(spec: ExecSpec) -> Child:
     """
     loop = asyncio.get_running_loop()
     reaper = _reaper_for(loop)
-    to_close: list[int] = []
-    gate_w: int | None = None
-    own_warnings = len(spec.warnings)  # the checks append theirs; the spec is left as it was
-    try:
-        plan = _prepare(spec, to_close)
-        actions = plan.actions
-        if plan.gated:
-            gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
-            to_close.append(gate_r)
-            actions = [*actions, (os.POSIX_SPAWN_DUP2, gate_r, 3)]
+    # Prepare a start only when the spawner can take it: running ahead would hold
+    # hundreds of prepared environments at once in a mass start (memory that
+    # the allocator does not give back).
+    async with reaper.spawn_slots:
+        to_close: list[int] = []
+        gate_w: int | None = None
+        own_warnings = len(spec.warnings)  # the checks append theirs; the spec is left as it was
         try:
-            pid, pidfd, failure = await _spawn_in_thread(reaper, spec, plan, actions, gate_w)
-        except OSError as exc:
-            if exc.errno == errno.E2BIG:
-                raise _fail(203, f"Failed to execute {spec.path}", errno.E2BIG) from None
-            raise
-        child = Child(loop, pid, pidfd, argv=list(spec.argv), warnings=list(spec.warnings))
-        if pidfd is not None:
-            reaper.track(child)
-        else:  # pragma: no cover
-            _track_blocking(loop, child)
-        if failure is not None:
-            child.signal(signal.SIGKILL)
-            raise failure
-        if spec.cgroup is not None:
-            spec.cgroup.attach(pid)
-        return child
-    finally:
-        del spec.warnings[own_warnings:]
-        if gate_w is not None:
-            os.close(gate_w)
-        for fd in to_close:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            plan = _prepare(spec, to_close)
+            actions = plan.actions
+            if plan.gated:
+                gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+                to_close.append(gate_r)
+                actions = [*actions, (os.POSIX_SPAWN_DUP2, gate_r, 3)]
+            try:
+                pid, pidfd, failure = await _spawn_in_thread(reaper, spec, plan, actions, gate_w)
+            except OSError as exc:
+                if exc.errno == errno.E2BIG:
+                    raise _fail(203, f"Failed to execute {spec.path}", errno.E2BIG) from None
+                raise
+            child = Child(loop, pid, pidfd, argv=list(spec.argv), warnings=list(spec.warnings))
+            if pidfd is not None:
+                reaper.track(child)
+            else:  # pragma: no cover
+                _track_blocking(loop, child)
+            if failure is not None:
+                child.signal(signal.SIGKILL)
+                raise failure
+            if spec.cgroup is not None:
+                spec.cgroup.attach(pid)
+            return child
+        finally:
+            del spec.warnings[own_warnings:]
+            if gate_w is not None:
+                os.close(gate_w)
+            for fd in to_close:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 _SPAWNER: concurrent.futures.ThreadPoolExecutor | None = None
+#: Spawner threads.  One keeps the second core for the event loop; the kernel's
+#: exec work does not scale further on the machines we measured (2 cores).
+SPAWNERS: Final = 1
 
 
 def _spawner() -> concurrent.futures.ThreadPoolExecutor:
     global _SPAWNER
     if _SPAWNER is None:
-        _SPAWNER = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="flotte-spawn")
+        _SPAWNER = concurrent.futures.ThreadPoolExecutor(SPAWNERS, thread_name_prefix="flotte-spawn")
     return _SPAWNER
 
 

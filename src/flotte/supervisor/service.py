@@ -62,9 +62,55 @@ def _sec(usec: int | None) -> float:
     return usec / 1_000_000
 
 
+_NO_STATUSES = ExitStatusSet(frozenset(), frozenset())
+
+
 def _statuses(words: list[str]) -> ExitStatusSet:
-    return parse_exit_status_set(" ".join(words)) if words else ExitStatusSet(
-        frozenset(), frozenset())
+    return parse_exit_status_set(" ".join(words)) if words else _NO_STATUSES
+
+
+class Flag:
+    """``asyncio.Event`` for a thousand idle units: no deque until someone waits.
+
+    An ``asyncio.Event`` allocates a ``collections.deque`` (~760 bytes) up
+    front; a service holds three of them for its whole life and almost never
+    has a waiter on two.  Same semantics as ``Event`` for set/clear/is_set/wait.
+    """
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        if self._value:
+            return
+        self._value = True
+        waiters, self._waiters = self._waiters, None
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(None)
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> bool:
+        if self._value:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(fut)
+        try:
+            await fut
+        finally:
+            if self._waiters is not None and fut in self._waiters:
+                self._waiters.remove(fut)
+        return True
 
 
 class StartAborted(Exception):
@@ -106,12 +152,12 @@ class Service:
         self._control: ProcessHandle | None = None
         self._lifecycle: asyncio.Task[None] | None = None
         self._jobs = asyncio.Lock()
-        self._stop = asyncio.Event()  # a stop was requested
-        self._wakeup = asyncio.Event()  # main exit / notify / stop: re-check
+        self._stop = Flag()  # a stop was requested
+        self._wakeup = Flag()  # main exit / notify / stop: re-check
         self._ready = False
         self._watchdog_ping = 0.0
         self._started_waiters: list[asyncio.Future[str]] = []
-        self._restart_now = asyncio.Event()
+        self._restart_now = Flag()
         self._last_spawn_code = 0
         self.reconfigure(unit)
 
@@ -480,11 +526,7 @@ class Service:
                 self.log("Start operation timed out. Terminating.", 3)
                 raise StartAborted(Result.TIMEOUT)
             self._wakeup.clear()
-            waiter: asyncio.Future[Any] = asyncio.ensure_future(self._wakeup.wait())
-            pending: set[asyncio.Future[Any]] = {waiter, handle.done}
-            await asyncio.wait(pending, timeout=min(remaining, 3600),
-                               return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+            await self._wait_wakeup(remaining)
 
     async def _find_forked_main(self, timeout: float) -> None:
         pidfile = self.unit.value("Service", "PIDFile")
@@ -521,6 +563,21 @@ class Service:
     def _adopt_main(self, pid: int) -> None:
         self.main_pid = pid
         self._main = self.sup.adopt(pid)
+        self._main.on_exit(self._on_exit)
+
+    async def _wait_wakeup(self, limit: float) -> None:
+        """Until ``_wakeup`` is set (a process of ours exited, a notify message, a stop
+        request) or ``limit`` seconds pass.
+
+        One Event and at most one timer: a running unit waits here for hours, and a
+        thousand of them must not each hold a helper task, an ``asyncio.wait`` set and
+        a timer (that was ~2 KiB per unit)."""
+        if limit == _INF:
+            await self._wakeup.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(limit, 0.001)):
+                await self._wakeup.wait()
 
     async def _checked_control(self, cmd: ExecCommand, timeout: float, step: str) -> None:
         exit = await self._control_step(cmd, timeout, step)
@@ -658,16 +715,8 @@ class Service:
                 self.kill(sig, "main")
                 return
             self._wakeup.clear()
-            limit = min(deadline - now, (self._watchdog_ping + watchdog - now)
-                        if watchdog != _INF else _INF, 3600.0)
-            waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wakeup.wait())}
-            if main is not None and not main.exited:
-                waits.add(main.done)
-            await asyncio.wait(waits, timeout=max(limit, 0.001),
-                               return_when=asyncio.FIRST_COMPLETED)
-            for w in waits:
-                if w is not (main.done if main else None):
-                    w.cancel()
+            await self._wait_wakeup(min(deadline - now, (self._watchdog_ping + watchdog - now)
+                                        if watchdog != _INF else _INF))
 
     # stop phase ------------------------------------------------------------------
     def _stop_env(self) -> dict[str, str]:
