@@ -1,0 +1,178 @@
+"""Several daemons in one process on a shared in-memory registry, with real processes.
+
+The quick harness for cluster behaviour: each daemon has its own machine id,
+state dir, supervisor (own cgroup root) and API socket, exactly as separate
+``flotte agent`` processes would; only the registry is in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flotte.api.client import Client
+from flotte.daemon import DaemonConfig, DaemonError, run
+
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (cgroups)"),
+              pytest.mark.timeout(120)]
+
+
+@dataclass
+class Member:
+    cfg: DaemonConfig
+    stop: asyncio.Event
+    task: asyncio.Task[int]
+
+    @property
+    def machine_id(self) -> str:
+        assert self.cfg.machine_id is not None
+        return self.cfg.machine_id
+
+    @property
+    def endpoint(self) -> str:
+        return f"unix://{self.cfg.state_dir / 'flotte.sock'}"
+
+
+class Cluster:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.registry = f"memory://cluster-{uuid.uuid4().hex}"
+        self.members: list[Member] = []
+
+    async def add(self, n: int, *, ttl: float = 2.0, machine_id: str | None = None) -> Member:
+        mid = machine_id or f"{n:02d}" + uuid.uuid4().hex[2:]
+        cfg = DaemonConfig(state_dir=self.tmp / f"m{n}-{uuid.uuid4().hex[:6]}",
+                           registry=self.registry, machine_id=mid, hostname=f"m{n}",
+                           public_ip=f"127.0.0.{n + 1}", ttl=ttl)
+        stop = asyncio.Event()
+        ready = asyncio.Event()
+        task = asyncio.create_task(run(cfg, stop=stop, announce=lambda _: ready.set()))
+        waiter = asyncio.ensure_future(ready.wait())
+        await asyncio.wait({task, waiter}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()  # raises the start-up error
+        m = Member(cfg, stop, task)
+        self.members.append(m)
+        return m
+
+    async def remove(self, m: Member) -> None:
+        m.stop.set()
+        await m.task
+        self.members.remove(m)
+
+    async def close(self) -> None:
+        for m in list(self.members):
+            with contextlib.suppress(Exception):
+                await self.remove(m)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def until(check: Callable[[], object], timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {check}")
+        await asyncio.sleep(0.05)
+
+
+WEB = [("Unit", "Description", "web %i"), ("Service", "ExecStart", "/bin/sleep 1000"),
+       ("X-Fleet", "Conflicts", "web@*.service")]
+
+
+async def running(client: Client) -> dict[str, str]:
+    return {s.name: s.machine_id for s in await client.list_unit_states()
+            if s.sub_state == "running"}
+
+
+async def test_conflicting_instances_spread_and_move_on_clean_shutdown(cluster: Cluster) -> None:
+    members = [await cluster.add(i) for i in range(1, 5)]
+    async with Client(members[0].endpoint) as c:
+        await c.create_unit("web@.service", WEB, "inactive")
+        for port in (8080, 8081, 8082):
+            await c.create_unit(f"web@{port}.service", WEB, "launched")
+        await until(lambda: _count(c, 3))
+        placed = await running(c)
+        assert len(set(placed.values())) == 3  # Conflicts=: three machines
+        # clean shutdown of one machine that runs an instance: exactly that one moves
+        victim = next(m for m in members[1:] if m.machine_id in placed.values())
+        moved_unit = next(u for u, mid in placed.items() if mid == victim.machine_id)
+        await cluster.remove(victim)
+        await until(lambda: _moved(c, moved_unit, victim.machine_id))
+        after = await running(c)
+        assert {u: mid for u, mid in after.items() if u != moved_unit} == \
+            {u: mid for u, mid in placed.items() if u != moved_unit}
+
+
+async def _count(c: Client, n: int) -> bool:
+    return len(await running(c)) == n
+
+
+async def _moved(c: Client, unit: str, old: str) -> bool:
+    now = await running(c)
+    return unit in now and now[unit] != old
+
+
+async def test_unplaceable_unit_gets_reasons_then_places_when_possible(cluster: Cluster) -> None:
+    m1 = await cluster.add(1)
+    async with Client(m1.endpoint) as c:
+        for port in (1, 2):
+            await c.create_unit(f"web@{port}.service", WEB, "launched")
+        await until(lambda: _count(c, 1))
+        states = await running(c)
+        pending = ({"web@1.service", "web@2.service"} - states.keys()).pop()
+        reasons = await c.reasons(pending)
+        assert any("conflicts with web@" in r for r in reasons.reasons.values()), reasons
+        await cluster.add(2)  # a new machine: the pending unit lands there
+        await until(lambda: _count(c, 2))
+        assert not (await c.reasons(pending)).reasons
+
+
+async def test_duplicate_machine_id_is_refused(cluster: Cluster) -> None:
+    m1 = await cluster.add(1)
+    with pytest.raises(DaemonError, match="already registered by m1"):
+        await cluster.add(2, machine_id=m1.machine_id)
+
+
+async def test_desired_state_transitions(cluster: Cluster) -> None:
+    m1 = await cluster.add(1)
+    async with Client(m1.endpoint) as c:
+        await c.create_unit("hello.service", [("Service", "ExecStart", "/bin/sleep 1000")],
+                            "loaded")
+        await until(lambda: _state(c, "hello.service", "inactive"))
+        await c.set_desired_state("hello.service", "launched")
+        await until(lambda: _state(c, "hello.service", "active"))
+        await c.set_desired_state("hello.service", "loaded")
+        await until(lambda: _state(c, "hello.service", "inactive"))
+        await c.destroy_unit("hello.service")
+        await until(lambda: _gone(c, "hello.service"))
+
+
+async def _state(c: Client, unit: str, active: str) -> bool:
+    return any(s.name == unit and s.active_state == active
+               for s in await c.list_unit_states())
+
+
+async def _gone(c: Client, unit: str) -> bool:
+    return all(s.name != unit for s in await c.list_unit_states())
