@@ -45,7 +45,7 @@ from typing import Any
 
 import flotte.registry as fr
 
-_TESTS_REGISTRY = Path(__file__).resolve().parent.parent / "tests" / "registry"
+_TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"  # etcd_server.py
 
 REPS = 3
 SEQ_PUTS = 2_000  # per round
@@ -393,7 +393,7 @@ def main() -> int:
             skipped = ("etcd column skipped: no 'etcd' binary on PATH "
                        "(install Debian's etcd-server package)")
         else:
-            sys.path.insert(0, str(_TESTS_REGISTRY))
+            sys.path.insert(0, str(_TESTS_DIR))
             try:
                 from etcd_server import EtcdServer
 
@@ -413,7 +413,7 @@ def main() -> int:
                 skipped = f"etcd column skipped: could not start etcd: {exc}"
             finally:
                 with contextlib.suppress(ValueError):
-                    sys.path.remove(str(_TESTS_REGISTRY))
+                    sys.path.remove(str(_TESTS_DIR))
         if skipped:
             print(skipped)
         where = "sqlite file and etcd data dir" if "etcd" in names else "sqlite file"

@@ -86,6 +86,7 @@ class Engine:
                 log.warning("%s", exc)
             except (RegistryError, OSError) as exc:
                 log.warning("engine: registry error while leading (%s)", exc)
+                await asyncio.sleep(1.0)  # let the cause pass before campaigning again
             finally:
                 self.leading.clear()
                 with contextlib.suppress(Exception):
@@ -171,8 +172,7 @@ class Engine:
         for name in plan.evaluated - plan.unplaced.keys():
             if self._reasons.pop(name, None) is not None:
                 ops.append(Delete(k.reason(name)))
-        for i in range(0, len(ops), _CHUNK):
-            chunk = ops[i:i + _CHUNK]
+        for chunk in _chunks(ops):
             res = await lead.txn([], chunk)
             for op, r in zip(chunk, res.responses, strict=True):
                 if isinstance(op, Txn) and isinstance(r, TxnResult) and not r.succeeded:
@@ -186,3 +186,33 @@ class Engine:
         if plan.steps:
             log.info("engine: %d scheduled, %d unscheduled, %d unplaced", placed,
                      len(plan.unschedules), len(plan.unplaced))
+
+
+def _key(op: Txn | Put | Delete) -> str:
+    if isinstance(op, Txn):
+        first = op.success[0]
+        assert isinstance(first, Put | Delete)
+        return first.key
+    return op.key
+
+
+def _chunks(ops: list[Txn | Put | Delete]) -> list[list[Txn | Put | Delete]]:
+    """Split into transactions of at most ``_CHUNK`` ops that touch each key once.
+
+    etcd refuses a transaction that writes one key twice, even in different
+    nested branches — which a plan does when a unit moves (unschedule from the
+    old machine, schedule on the new one).  Order is kept.
+    """
+    out: list[list[Txn | Put | Delete]] = []
+    cur: list[Txn | Put | Delete] = []
+    seen: set[str] = set()
+    for op in ops:
+        key = _key(op)
+        if len(cur) >= _CHUNK or key in seen:
+            out.append(cur)
+            cur, seen = [], set()
+        cur.append(op)
+        seen.add(key)
+    if cur:
+        out.append(cur)
+    return out

@@ -1,0 +1,224 @@
+"""Three ``flotte agent`` processes on 127.0.0.2–4 around a real etcd (issue #6).
+
+Each agent is its own process with its own machine id, state dir, API
+listener and supervisor, as on three machines.  Units run ``/bin/sleep`` with
+a per-unit argument, so ``/proc`` tells exactly how many copies of a unit run
+and on which agent (the sleep's parent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from etcd_server import EtcdServer, free_port
+from flotte.api.client import Client
+from support import require
+
+pytestmark = [pytest.mark.etcd, pytest.mark.timeout(240),
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (cgroups)")]
+
+TTL = 3
+
+
+class AgentProc:
+    def __init__(self, n: int, registry: str, tmp: Path) -> None:
+        self.n = n
+        self.ip = f"127.0.0.{n + 1}"
+        self.machine_id = f"{n:02d}" + uuid.uuid4().hex[2:]
+        self.state = tmp / f"agent{n}"
+        self.port = free_port()
+        self.registry = registry
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"unix://{self.state / 'flotte.sock'}"
+
+    def start(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        log = open(self.state / "agent.log", "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from flotte.cli.daemon import agent; agent()",
+             "--registry", self.registry, "--state-dir", str(self.state),
+             "--machine-id", self.machine_id, "--hostname", f"m{self.n}",
+             "--public-ip", self.ip, "--listen", self.endpoint,
+             "--listen", f"http://{self.ip}:{self.port}", "--ttl", str(TTL)],
+            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode()
+            if line.startswith("listening on unix://"):
+                return
+            if not line and self.proc.poll() is not None:
+                break
+        raise AssertionError(f"agent {self.n} did not start:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        try:
+            return "\n".join((self.state / "agent.log").read_text().splitlines()[-30:])
+        except OSError:
+            return ""
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def sleeps(marker: str) -> dict[int, int]:
+    """pid → parent pid of every ``sleep <marker>`` process."""
+    out: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{name}/stat").read_text()
+        except OSError:
+            continue
+        if len(cmd) >= 2 and cmd[0].endswith(b"sleep") and cmd[1].decode() == marker:
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                out[int(name)] = int(fields[1])
+    return out
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    require("etcd", "etcd-server")
+    server = EtcdServer(tmp_path_factory.mktemp("etcd-agents"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def agents(etcd: EtcdServer, tmp_path: Path) -> Iterator[list[AgentProc]]:
+    prefix_registry = etcd.url
+    procs = [AgentProc(n, prefix_registry, tmp_path) for n in (1, 2, 3)]
+    try:
+        for a in procs:
+            a.start()
+        yield procs
+    finally:
+        for a in procs:
+            a.stop()
+
+
+@pytest.fixture
+async def client(agents: list[AgentProc]) -> AsyncIterator[Client]:
+    async with Client(agents[0].endpoint) as c:
+        yield c
+    # leave nothing behind in the shared etcd for the next test
+    live = next(a for a in agents if a.proc is not None and a.proc.poll() is None)
+    async with Client(live.endpoint) as c:
+        for u in await c.list_units():
+            await c.destroy_unit(u.name)
+
+
+def unit(marker: str, *extra: tuple[str, str, str]) -> list[tuple[str, str, str]]:
+    return [("Service", "ExecStart", f"/bin/sleep {marker}"), *extra]
+
+
+async def wait_for(check: object, timeout: float = 30.0) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if check():  # type: ignore[operator]
+            return time.monotonic() - t0
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def by_agent(agents: list[AgentProc], marker: str) -> list[int]:
+    parents = sleeps(marker).values()
+    return [a.n for a in agents if a.proc is not None and a.proc.pid in parents]
+
+
+async def test_conflicting_instances_land_on_three_machines(agents: list[AgentProc],
+                                                            client: Client) -> None:
+    markers = {p: f"{7000 + p}.{uuid.uuid4().int % 1000}" for p in (1, 2, 3)}
+    tmpl = [("X-Fleet", "Conflicts", "apache@*.service")]
+    for p, marker in markers.items():
+        await client.create_unit(f"apache@{p}.service", unit(marker, *tmpl), "launched")
+    await wait_for(lambda: all(len(by_agent(agents, m)) == 1 for m in markers.values()))
+    hosts = [by_agent(agents, m)[0] for m in markers.values()]
+    assert sorted(hosts) == [1, 2, 3]
+    states = await client.list_unit_states()
+    assert {s.machine_id for s in states} == {a.machine_id for a in agents}
+
+
+async def test_sigkill_of_an_agent_moves_its_unit_within_ttl(agents: list[AgentProc],
+                                                             client: Client) -> None:
+    marker = f"{8000}.{uuid.uuid4().int % 1000}"
+    await client.create_unit("hello.service", unit(marker), "launched")
+    await wait_for(lambda: len(by_agent(agents, marker)) == 1)
+    victim = next(a for a in agents if a.n == by_agent(agents, marker)[0])
+    victim.signal(signal.SIGKILL)
+    t0 = time.monotonic()
+    # the machine died with its agent: its processes go too
+    for pid in sleeps(marker):
+        os.kill(pid, signal.SIGKILL)
+    survivors = [a for a in agents if a is not victim]
+    try:
+        await wait_for(lambda: len(by_agent(survivors, marker)) == 1, timeout=TTL + 10)
+    except AssertionError:
+        raise AssertionError("\n\n".join(a.log_tail() for a in agents)) from None
+    took = time.monotonic() - t0
+    assert took <= TTL + 1.0, f"moved after {took:.2f}s (TTL {TTL}s)"
+
+
+async def test_sigstopped_agent_does_not_keep_running_a_moved_unit(
+        agents: list[AgentProc], client: Client) -> None:
+    marker = f"{8100}.{uuid.uuid4().int % 1000}"
+    await client.create_unit("paused.service", unit(marker), "launched")
+    await wait_for(lambda: len(by_agent(agents, marker)) == 1)
+    victim = next(a for a in agents if a.n == by_agent(agents, marker)[0])
+    victim.signal(signal.SIGSTOP)
+    others = [a for a in agents if a is not victim]
+    await wait_for(lambda: len(by_agent(others, marker)) == 1, timeout=TTL + 10)
+    victim.signal(signal.SIGCONT)
+    # the woken agent learns the unit moved and stops its copy
+    await wait_for(lambda: len(sleeps(marker)) == 1, timeout=15)
+    assert by_agent(others, marker) and not by_agent([victim], marker)
+
+
+async def test_registry_outage_restarts_nothing(etcd: EtcdServer, agents: list[AgentProc],
+                                                client: Client) -> None:
+    markers = [f"{8200 + i}.{uuid.uuid4().int % 1000}" for i in range(3)]
+    for i, m in enumerate(markers):
+        await client.create_unit(f"steady{i}.service", unit(m), "launched")
+    await wait_for(lambda: all(len(sleeps(m)) == 1 for m in markers))
+    before = {m: set(sleeps(m)) for m in markers}
+    etcd.stop()
+    try:
+        await asyncio.sleep(30)
+        assert {m: set(sleeps(m)) for m in markers} == before  # nothing stopped meanwhile
+    finally:
+        etcd.start()
+    await asyncio.sleep(2 * TTL + 2)  # leases, elections and watches settle
+    assert {m: set(sleeps(m)) for m in markers} == before  # and nothing restarted after
+    states = {s.name: s.sub_state for s in await client.list_unit_states()}
+    assert all(states.get(f"steady{i}.service") == "running" for i in range(3)), states
