@@ -360,6 +360,21 @@ async def test_txn_writing_a_key_twice_is_refused(registry_url: str, ns: str) ->
         assert await reg.range(ns) == []
 
 
+async def test_sibling_nested_txns_may_not_write_one_key(registry_url: str, ns: str) -> None:
+    """etcd's checkIntervals across nested txns (a unit moving in one engine write)."""
+    k = ns + "k"
+    async with R.connect(registry_url) as reg:
+        for ops in ([R.Txn((), (R.Put(k, b"1"),)), R.Txn((), (R.Put(k, b"2"),))],
+                    [R.Txn((), (R.Delete(k),)), R.Txn((), (R.Put(k, b"2"),))],
+                    [R.Txn((), (R.Put(k, b"1"),)), R.Put(k, b"2")]):
+            with pytest.raises(R.InvalidRequest):
+                await reg.txn([], ops)
+        assert await reg.range(ns) == []
+        # different keys in sibling txns are fine
+        t = await reg.txn([], [R.Txn((), (R.Put(k, b"1"),)), R.Txn((), (R.Put(k + "2", b"2"),))])
+        assert t.succeeded and len(await reg.range(ns)) == 2
+
+
 async def test_nested_branches_may_write_the_same_key(registry_url: str, ns: str) -> None:
     async with R.connect(registry_url) as reg:
         t = await reg.txn([], [R.Txn((R.version(ns + "k") == 0,), (R.Put(ns + "k", b"new"),),

@@ -331,28 +331,47 @@ def check_ops(ops: Sequence[object], what: str) -> list[Op]:
     return out
 
 
-def _check_writes(ops: Sequence[Op], what: str,
-                  outer: Sequence[Put | Delete] = ()) -> None:
-    """etcd refuses a txn branch that writes one key twice (or puts under a delete).
+def _check_writes(ops: Sequence[Op], what: str) -> None:
+    """etcd's ``checkIntervals``: a txn may not write one key twice.
 
-    A nested txn runs one of its branches, so each branch is checked with the
-    writes around it, not with the other branch.
+    Exactly as etcd 3.4–3.5 checks it (so the embedded store refuses what etcd
+    refuses): the two branches of one nested txn may put the same key (only
+    one runs), but sibling nested txns may not; a put may not fall under a
+    delete made at the same level or in an earlier sibling; and direct puts
+    may not repeat any put or fall under any delete of the level.
     """
-    direct: list[Put | Delete] = [*outer, *(o for o in ops if isinstance(o, Put | Delete))]
-    seen: set[str] = set()
-    for op in direct:
-        if not isinstance(op, Put):
-            continue
-        if op.key in seen:
-            raise InvalidRequest(f"{what} writes {op.key} twice; etcd refuses duplicate keys "
-                                 "in one transaction")
-        seen.add(op.key)
-        for d in direct:
-            if isinstance(d, Delete) and (op.key == d.key or (d.prefix and
-                                                              op.key.startswith(d.key))):
-                raise InvalidRequest(f"{what} both puts {op.key} and deletes it; etcd refuses "
-                                     "that in one transaction")
+    _intervals(ops, what)
+
+
+def _dup(what: str, key: str) -> InvalidRequest:
+    return InvalidRequest(f"{what} writes {key} twice; etcd refuses duplicate keys in one "
+                          "transaction (also across nested txns, and a put under a delete)")
+
+
+def _covered(dels: list[Delete], key: str) -> bool:
+    return any(key == d.key or (d.prefix and key.startswith(d.key)) for d in dels)
+
+
+def _intervals(ops: Sequence[Op], what: str) -> tuple[set[str], list[Delete]]:
+    dels: list[Delete] = [o for o in ops if isinstance(o, Delete)]
+    puts: set[str] = set()
     for nested in ops:
-        if isinstance(nested, Txn):
-            _check_writes(nested.success, what, direct)
-            _check_writes(nested.failure, what, direct)
+        if not isinstance(nested, Txn):
+            continue
+        puts_then, dels_then = _intervals(nested.success, what)
+        puts_else, dels_else = _intervals(nested.failure, what)
+        for k in puts_then:
+            if k in puts or _covered(dels, k):
+                raise _dup(what, k)
+            puts.add(k)
+        for k in puts_else:
+            if (k in puts and k not in puts_then) or _covered(dels, k):
+                raise _dup(what, k)
+            puts.add(k)
+        dels += dels_then + dels_else
+    for op in ops:
+        if isinstance(op, Put):
+            if op.key in puts or _covered(dels, op.key):
+                raise _dup(what, op.key)
+            puts.add(op.key)
+    return puts, dels
