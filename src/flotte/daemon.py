@@ -113,16 +113,18 @@ class JournalProxy:
         store = sup.journal_store
         if store is not None and (unit in sup.units or unit in store.units()):
             return self._local(unit, lines, follow)
-        kv = await self.registry.get(self.keys.state(unit))
-        if kv is None:
-            return None
-        try:
-            state = StateRecord.decode(kv.value, kv.key)
-            mkv = await self.registry.get(self.keys.machine(state.machine_id))
-            machine = MachineRecord.decode(mkv.value, mkv.key) if mkv else None
-        except RecordError:
-            return None
-        if machine is None or not machine.api or state.machine_id == self.agent.identity.machine_id:
+        machine: MachineRecord | None = None
+        for kv in await self.registry.range(self.keys.unit_states(unit)):
+            try:
+                state = StateRecord.decode(kv.value, kv.key)
+                mkv = await self.registry.get(self.keys.machine(state.machine_id))
+                if mkv is not None and state.machine_id != self.agent.identity.machine_id:
+                    machine = MachineRecord.decode(mkv.value, mkv.key)
+            except RecordError:
+                continue
+            if machine is not None and machine.api:
+                break
+        if machine is None or not machine.api:
             return None
         return self._remote(machine.api, unit, lines, follow)
 

@@ -44,7 +44,7 @@ async def publish_state(reg: Registry, name: str, machine_id: str, *, launched: 
                         unit_hash: str = "abc") -> StateRecord:
     state = StateRecord(name, machine_id, unit_hash, "loaded", active, sub, "success", 42,
                         1700000000.0, launched)
-    await reg.put(KEYS.state(name), state.encode())
+    await reg.put(KEYS.state(name, machine_id), state.encode())
     return state
 
 

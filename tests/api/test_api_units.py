@@ -214,7 +214,7 @@ async def test_delete(client: Client, registry: Registry) -> None:
     for key in (KEYS.unit("a.service"), KEYS.desired_state("a.service"),
                 KEYS.scheduled("a.service"), KEYS.reason("a.service")):
         assert await registry.get(key) is None
-    assert await registry.get(KEYS.state("a.service")) is not None  # the agent's to remove
+    assert await registry.get(KEYS.state("a.service", "m1")) is not None  # the agent's to remove
     events = [await watch.__anext__() for _ in range(4)]
     await watch.close()
     assert len({e.revision for e in events}) == 1  # one transaction

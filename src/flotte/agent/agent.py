@@ -366,7 +366,7 @@ class Agent:
                 continue
             for name in sorted(names):
                 rec = self.state_record(name) if name in self.loaded else None
-                key = self.keys.state(name)
+                key = self.keys.state(name, self.identity.machine_id)
                 if rec is None:
                     ops.append(Delete(key))
                 else:
@@ -382,16 +382,5 @@ class Agent:
                 self._publish_wake.set()
 
     async def _publish(self, ops: list[Put | Delete]) -> None:
-        puts = [o for o in ops if isinstance(o, Put)]
-        if puts:
-            await self.registry.txn([], puts)
-        for d in (o for o in ops if isinstance(o, Delete)):
-            # a state key belongs to the machine that wrote it: never delete another's
-            kv = await self.registry.get(d.key)
-            if kv is None:
-                continue
-            with contextlib.suppress(RecordError):
-                if StateRecord.decode(kv.value, d.key).machine_id != self.identity.machine_id:
-                    continue
-            await self.registry.txn([create_revision(d.key) == kv.create_revision], [d])
+        await self.registry.txn([], ops)
 

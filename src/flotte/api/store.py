@@ -101,6 +101,17 @@ def _decode_state(kv: KeyValue | None) -> StateRecord | None:
         return None
 
 
+def _pick(by_machine: Mapping[str, KeyValue], scheduled: str | None) -> KeyValue | None:
+    """The state that describes a unit: its scheduled machine's (fleet.md §1.4).
+
+    For an unscheduled unit (a global unit, or one being stopped after a move
+    or destroy) the machines' reports are shown in machine order, first one.
+    """
+    if scheduled:
+        return by_machine.get(scheduled)
+    return by_machine[min(by_machine)] if by_machine else None
+
+
 class Store:
     """Registry access for the API, under one :class:`Keys` prefix."""
 
@@ -124,25 +135,38 @@ class Store:
                                            Range(k.states)])
         units, desired, sched, states = res.responses
         by_name = [{Keys.leaf(kv.key, d): kv for kv in kvs}
-                   for kvs, d in ((desired, k.desired), (sched, k.schedule), (states, k.states))]
+                   for kvs, d in ((desired, k.desired), (sched, k.schedule))]
+        reported = self._states_by_unit(states)
         out: list[UnitView] = []
         for kv in units:
             name = Keys.leaf(kv.key, k.units)
+            sched_kv = by_name[1].get(name)
             try:
-                out.append(self._view(kv, *(m.get(name) for m in by_name)))
+                out.append(self._view(kv, by_name[0].get(name), sched_kv,
+                                      _pick(reported.get(name, {}), _text(sched_kv))))
             except RecordError as exc:
                 log.warning("skipping unit that does not decode: %s", exc)
+        return out
+
+    def _states_by_unit(self, kvs: list[KeyValue]) -> dict[str, dict[str, KeyValue]]:
+        """``state/<unit>/<machine>`` keys grouped: unit → machine → key-value."""
+        out: dict[str, dict[str, KeyValue]] = {}
+        for kv in kvs:
+            name, _, machine = Keys.leaf(kv.key, self.keys.states).rpartition("/")
+            if name:
+                out.setdefault(name, {})[machine] = kv
         return out
 
     async def unit(self, name: str) -> UnitView | None:
         k = self.keys
         res = await self.registry.txn([], [Get(k.unit(name)), Get(k.desired_state(name)),
-                                           Get(k.scheduled(name)), Get(k.state(name))])
-        kv, desired, sched, state = res.responses
+                                           Get(k.scheduled(name)), Range(k.unit_states(name))])
+        kv, desired, sched, states = res.responses
         if kv is None:
             return None
         try:
-            return self._view(kv, desired, sched, state)
+            return self._view(kv, desired, sched,
+                              _pick(self._states_by_unit(states).get(name, {}), _text(sched)))
         except RecordError as exc:
             raise HttpError(500, f"{exc}") from None
 
@@ -198,7 +222,11 @@ class Store:
         return out
 
     async def state(self, name: str) -> StateRecord | None:
-        return _decode_state(await self.registry.get(self.keys.state(name)))
+        """The state of ``name`` from the machine it is scheduled on, else any machine's."""
+        k = self.keys
+        res = await self.registry.txn([], [Get(k.scheduled(name)), Range(k.unit_states(name))])
+        sched, states = res.responses
+        return _decode_state(_pick(self._states_by_unit(states).get(name, {}), _text(sched)))
 
     # -- machines ------------------------------------------------------------
     async def machines(self) -> list[MachineView]:

@@ -12,7 +12,7 @@ builders return strings and bytes; callers do the I/O.
     /flotte/schedule/<name>   machine id (engine-owned)
     /flotte/machines/<id>     MachineRecord     on the machine's lease
     /flotte/metadata/<id>/<k> dynamic metadata (API PATCH), survives the machine
-    /flotte/state/<name>      StateRecord       on the reporting machine's lease
+    /flotte/state/<name>/<id> StateRecord       on the reporting machine's lease
     /flotte/reasons/<name>    why the unit could not be placed (engine-owned)
     /flotte/engine/leader     leader machine id, on the leader's lease
 
@@ -98,8 +98,18 @@ class Keys:
     def machine_metadata(self, machine_id: str, key: str = "") -> str:
         return f"{self.metadata}{machine_id}/{key}"
 
-    def state(self, name: str) -> str:
-        return self.states + name
+    def state(self, name: str, machine_id: str) -> str:
+        """A unit's state as one machine reports it.
+
+        Per machine, as fleet's ``states/<unit>/<machine>``: a global unit runs
+        on many machines, and during a move two machines may briefly report the
+        same unit; each writes (and deletes) only its own key.
+        """
+        return f"{self.states}{name}/{machine_id}"
+
+    def unit_states(self, name: str) -> str:
+        """The prefix of every machine's state of ``name``."""
+        return f"{self.states}{name}/"
 
     def reason(self, name: str) -> str:
         return self.reasons + name
