@@ -1,6 +1,7 @@
 """``make bench``: every benchmark, one after the other, each printing its table.
 
-Run one alone with ``python bench/run.py unit_load`` (or ``registry``).
+Run one alone with ``python bench/run.py unit_load`` (or ``registry``, ``supervisor``,
+``deps``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHMARKS = ["unit_load", "registry", "supervisor"]
+BENCHMARKS = ["unit_load", "registry", "supervisor", "deps"]
 
 
 def main(argv: list[str]) -> int:

@@ -201,10 +201,12 @@ class Daemon:
 
 class Flotte(Daemon):
     name = "flotte"
+    #: which units the daemon loads: "flat" (independent) or "tree" (bench/deps.py)
+    layout = "flat"
 
     def launch(self) -> None:
         argv = [sys.executable, str(Path(__file__).resolve()), "--flotte-daemon",
-                str(self.tmp / "state"), str(N_SERVICES)]
+                str(self.tmp / "state"), str(N_SERVICES), self.layout]
         self._popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
 
     def _send(self, cmd: str) -> None:
@@ -564,33 +566,59 @@ def _emit(msg: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def _flotte_daemon(state_dir: str, n: int) -> None:
+def tree_unit(i: int, n: int, fanout: int = 10) -> tuple[str, str]:
+    """Unit ``i`` of an n-unit tree: it wants its children, each child requires and
+    is ordered after its parent (a parent's start must finish before its children's)."""
+    lines = []
+    if i:
+        parent = f"t{(i - 1) // fanout:04d}.service"
+        lines += [f"Requires={parent}", f"After={parent}"]
+    kids = [f"t{c:04d}.service" for c in range(fanout * i + 1, min(fanout * i + fanout + 1, n))]
+    if kids:
+        lines.append("Wants=" + " ".join(kids))
+    return f"t{i:04d}.service", UNIT_TEXT.replace("[Unit]\n", "[Unit]\n" + "".join(
+        f"{x}\n" for x in lines))
+
+
+async def _flotte_daemon(state_dir: str, n: int, layout: str = "flat") -> None:
     import asyncio
     from collections import Counter
 
     import flotte.unit
+    from flotte.supervisor.jobs import build_transaction
     from flotte.supervisor.supervisor import Supervisor
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with Supervisor(state_dir, cgroup_root=f"flotte-bench-{os.getpid()}") as sup:
-        names = [f"b{i:04d}.service" for i in range(n)]
+        if layout == "tree":
+            texts = [tree_unit(i, n) for i in range(n)]
+        else:
+            texts = [(f"b{i:04d}.service", UNIT_TEXT) for i in range(n)]
+        names = [name for name, _ in texts]
+        # a tree is started and stopped by one request for its root
+        requested = names[:1] if layout == "tree" else names
         t = time.perf_counter()
-        for name in names:
-            await sup.load(flotte.unit.load_text(UNIT_TEXT, name, ctx=sup.ctx))
-        _emit({"event": "loaded", "s": time.perf_counter() - t})
+        for name, text in texts:
+            await sup.load(flotte.unit.load_text(text, name, ctx=sup.ctx))
+        loaded = time.perf_counter() - t
+        t = time.perf_counter()
+        tx = build_transaction(sup.graph, names[0], "start", active={})
+        _emit({"event": "loaded", "s": loaded, "plan_s": time.perf_counter() - t,
+               "jobs": len(tx.jobs), "waves": len(tx.waves())})
         line = "start"  # autostart, like the peers
         while True:
             if line == "start":
                 t = time.perf_counter()
-                outcomes = await asyncio.gather(*(sup.start(x) for x in names),
+                outcomes = await asyncio.gather(*(sup.start(x) for x in requested),
                                                 return_exceptions=True)
                 _emit({"event": "started", "s": time.perf_counter() - t,
                        "outcomes": Counter(map(str, outcomes))})
             elif line == "stop":
                 t = time.perf_counter()
-                await asyncio.gather(*(sup.stop(x) for x in names), return_exceptions=True)
+                await asyncio.gather(*(sup.stop(x) for x in requested),
+                                     return_exceptions=True)
                 _emit({"event": "stopped", "s": time.perf_counter() - t})
             elif line == "status":
                 states = Counter(f"{s['active_state']}/{s['sub_state']}"
@@ -609,6 +637,7 @@ def _daemon_entry(argv: list[str]) -> int:
     import asyncio
 
     state_dir, n = argv[0], int(argv[1])
+    layout = argv[2] if len(argv) > 2 else "flat"
     profile = os.environ.get("FLOTTE_BENCH_PROFILE")
     if profile:
         import cProfile
@@ -616,12 +645,12 @@ def _daemon_entry(argv: list[str]) -> int:
         prof = cProfile.Profile()
         prof.enable()
         try:
-            asyncio.run(_flotte_daemon(state_dir, n))
+            asyncio.run(_flotte_daemon(state_dir, n, layout))
         finally:
             prof.disable()
             prof.dump_stats(profile)
         return 0
-    asyncio.run(_flotte_daemon(state_dir, n))
+    asyncio.run(_flotte_daemon(state_dir, n, layout))
     return 0
 
 

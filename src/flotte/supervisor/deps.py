@@ -295,6 +295,17 @@ class HostUnits:
         silently ignored host unit shows up much later as "Unit … not found".
         """
         hosts = cls(defaults=defaults)
+        hosts.update(text)
+        return hosts
+
+    def update(self, text: str) -> None:
+        """Apply a host units file (the format :meth:`parse` describes) to this list.
+
+        The supervisor starts from the list it was given (defaults, or what
+        the agent configured) and lets the machine's own file add checks and
+        remove entries on top.  Nothing changes when a line is invalid.
+        """
+        staged: list[tuple[bool, HostUnit]] = []
         for lineno, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if not line or line.startswith(("#", ";")):
@@ -308,11 +319,12 @@ class HostUnits:
                               N.NameFlags.PLAIN | N.NameFlags.INSTANCE):
                 raise ValueError(f"host units line {lineno}: {name!r} is not a unit name "
                                  "(write e.g. 'docker.service' or 'systemd-*.service')")
+            staged.append((remove, HostUnit(name, check or None)))
+        for remove, h in staged:
             if remove:
-                hosts.remove(name)
+                self.remove(h.name)
             else:
-                hosts.add(HostUnit(name, check or None))
-        return hosts
+                self.add(h)
 
 
 # ---------------------------------------------------------------------------------
@@ -348,6 +360,7 @@ class InstallChange:
 # the graph
 
 _Source = str  # "unit:<name>" or "install:<name>"
+_JOB_SETTINGS = ("StopWhenUnneeded", "RefuseManualStart", "RefuseManualStop")
 
 
 class DependencyGraph:
@@ -366,6 +379,8 @@ class DependencyGraph:
         self._edges: dict[str, dict[Relation, dict[str, int]]] = {}
         self._declared: dict[_Source, list[tuple[str, Relation, str]]] = {}
         self._enabled: set[str] = set(enabled)
+        # units whose own [Unit] settings change how their jobs run (see plain())
+        self._special: set[str] = set()
         for u in units:
             self.add(u)
 
@@ -381,6 +396,10 @@ class DependencyGraph:
         self._undeclare(f"unit:{name}")
         self._undeclare(f"install:{name}")
         self._units[name] = unit
+        if any(unit.settings.get(("Unit", k)) for k in _JOB_SETTINGS):
+            self._special.add(name)
+        else:
+            self._special.discard(name)
         decl: list[tuple[str, Relation, str]] = []
         if unit.load_state != MASKED:
             for rel in UNIT_FILE_RELATIONS:
@@ -394,6 +413,7 @@ class DependencyGraph:
     def remove(self, name: str) -> None:
         """Forget a unit.  Edges other unit files state about it stay."""
         self._units.pop(name, None)
+        self._special.discard(name)
         self._undeclare(f"unit:{name}")
         self._undeclare(f"install:{name}")
 
@@ -408,6 +428,17 @@ class DependencyGraph:
 
     def names(self) -> list[str]:
         return sorted(self._units)
+
+    def plain(self, name: str) -> bool:
+        """No edge at all and no job-related [Unit] setting (``StopWhenUnneeded=``,
+        ``RefuseManualStart=``/``RefuseManualStop=``).
+
+        A job on a plain unit is a transaction of one job and no state change
+        of it concerns another unit, so the supervisor skips the transaction
+        builder and the propagation rules for it: most units of a fleet-style
+        machine are plain, and a thousand of them start at once.
+        """
+        return name not in self._edges and name not in self._special
 
     def kind(self, name: str) -> UnitKind:
         if name in self._units:

@@ -84,6 +84,7 @@ Not reproduced: ``isolate``/``flush``/``ignore-*`` job modes (treated as
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -452,7 +453,7 @@ class _Builder:
     """
 
     def __init__(self, graph: DependencyGraph, active: Mapping[str, str],
-                 pending: Mapping[str, JobType], mode: JobMode) -> None:
+                 pending: Mapping[str, JobType | str], mode: JobMode) -> None:
         self.g = graph
         self.active = active
         self.pending = pending
@@ -878,7 +879,8 @@ def build_transaction(
     for the steps and the systemd rules they follow.
     """
     active = active if active is not None else {}
-    pend = {u: J(t) for u, t in (pending or {}).items()}
+    # not copied: the supervisor passes its live map, which may hold many jobs
+    pend: Mapping[str, JobType | str] = pending if pending is not None else {}
     mode = JobMode(mode)
     t = J(job_type)
     if manual:
@@ -1178,6 +1180,15 @@ def unneeded(graph: DependencyGraph, unit: str, active: Mapping[str, str],
     return True
 
 
+def _overlay(active: Mapping[str, str]) -> ChainMap[str, str]:
+    """``active`` with room for what the event changes, without copying it.
+
+    The supervisor passes a live view of every unit's state; copying it for
+    each state change of a unit would cost O(units) per event.
+    """
+    return ChainMap({}, active)  # type: ignore[arg-type]
+
+
 def _dedupe(reqs: Iterable[Request]) -> list[Request]:
     seen: set[tuple[str, JobType]] = set()
     out: list[Request] = []
@@ -1222,7 +1233,7 @@ def on_unit_stopped(
     * ``Upholds=``: an active unit upholding it starts it again (mode fail).
     """
     new = state or ("inactive" if result == "success" else "failed")
-    act = dict(active)
+    act = _overlay(active)
     act[name] = "activating" if will_restart else new
     pend = pending or {}
     out: list[Request] = []
@@ -1276,7 +1287,7 @@ def on_unit_active(
     * ``StopWhenUnneeded=yes`` and nothing pins it (started by hand).
     """
     pend = pending or {}
-    act = dict(active)
+    act = _overlay(active)
     act[name] = "active"
     out: list[Request] = []
     if name not in pend:
@@ -1308,7 +1319,7 @@ def on_unit_restarted(
     ordered before and their starts after it.  Nothing is returned when no
     dependent is running.
     """
-    act = dict(active)
+    act = _overlay(active)
     act.setdefault(name, "activating")
     deps = [d for d in graph.deps(name, *PROPAGATE_RESTART)
             if graph.state(d, act) in ACTIVE_OR_ACTIVATING]
