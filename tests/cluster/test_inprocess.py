@@ -176,3 +176,32 @@ async def _state(c: Client, unit: str, active: str) -> bool:
 
 async def _gone(c: Client, unit: str) -> bool:
     return all(s.name != unit for s in await c.list_unit_states())
+
+
+async def test_global_unit_update_rolls_one_machine_at_a_time(cluster: Cluster) -> None:
+    members = [await cluster.add(i) for i in range(1, 4)]
+
+    def body(version: str) -> list[tuple[str, str, str]]:
+        return [("Service", "ExecStartPre", "/bin/sleep 0.4"),
+                ("Service", "ExecStart", f"/bin/sleep 100{version}"),
+                ("X-Fleet", "Global", "true")]
+
+    async with Client(members[0].endpoint) as c:
+        await c.create_unit("g.service", body("1"), "launched")
+        await until(lambda: _count_machines(c, "g.service", 3))
+        old = {s.hash for s in await c.list_unit_states()}
+        await c.create_unit("g.service", body("2"), "launched")  # a changed body: replace
+        worst = 0
+        while True:
+            states = [s for s in await c.list_unit_states() if s.name == "g.service"]
+            down = sum(1 for s in states if s.sub_state != "running")
+            worst = max(worst, down + (3 - len(states)))
+            if len(states) == 3 and down == 0 and not {s.hash for s in states} & old:
+                break
+            await asyncio.sleep(0.02)
+        assert worst == 1  # never more than max-unavailable (1) down at once
+
+
+async def _count_machines(c: Client, unit: str, n: int) -> bool:
+    return sum(1 for s in await c.list_unit_states()
+               if s.name == unit and s.sub_state == "running") == n

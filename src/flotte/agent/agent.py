@@ -40,6 +40,7 @@ from flotte.agent.identity import Identity
 from flotte.agent.plan import Actual, Wanted, steps
 from flotte.engine.keyspace import Keys, MachineRecord, RecordError, StateRecord
 from flotte.engine.mirror import ClusterMirror
+from flotte.engine.rolling import Member, rolling_step
 from flotte.engine.rules import units_for
 from flotte.registry import (
     Delete,
@@ -72,6 +73,8 @@ class AgentOptions:
     fence_after: float | None = None
     #: where other machines reach this agent's API (journal, status), if anywhere
     api_url: str = ""
+    #: copies of a global unit (or instances of a template) down at once during an update
+    max_unavailable: int | str = 1
 
 
 class Agent:
@@ -278,7 +281,14 @@ class Agent:
                         and self.options.takeover_grace > 0 and not force_unload):
                     await asyncio.sleep(self.options.takeover_grace)
                     wanted = self.wanted().get(name)
-                for step in steps(wanted, self._actual(name)):
+                actual = self._actual(name)
+                todo = steps(wanted, actual)
+                if (wanted is not None and actual is not None and actual.hash != wanted.hash
+                        and wanted.target == "launched" and actual.active
+                        and not await self._my_turn(name, wanted.hash)):
+                    await asyncio.sleep(0.2)  # other copies are updating: look again soon
+                    continue
+                for step in todo:
                     if not await self._do(step, name, wanted):
                         break
                 if name not in self._again:
@@ -326,6 +336,44 @@ class Agent:
             log.warning("%s %s: %s", step, name, exc)
         self._mark(name)
         return False
+
+    async def _my_turn(self, name: str, target: str) -> bool:
+        """May this running copy be replaced now (rolling update, max-unavailable)?
+
+        Copies of a global unit (one per machine) and instances of one
+        template roll; other units are replaced at once.  Every agent computes
+        the same :func:`~flotte.engine.rolling.rolling_step` from the published
+        states, so only the chosen copies go down.  Unreachable registry: go
+        ahead (nothing else is coordinating either).
+        """
+        unit = self.mirror.unit(name)
+        template = _template_prefix(name)
+        if unit is None or (not unit.is_global and template is None):
+            return True
+        try:
+            if unit.is_global:
+                kvs = await self.registry.range(self.keys.unit_states(name))
+            else:
+                assert template is not None
+                kvs = await self.registry.range(self.keys.states + template)
+        except (RegistryError, OSError):
+            return True
+        members: dict[str, Member] = {}
+        for kv in kvs:
+            try:
+                st = StateRecord.decode(kv.value, kv.key)
+            except RecordError:
+                continue
+            if not unit.is_global and not st.name.endswith(name[name.rindex("."):]):
+                continue
+            key = st.machine_id if unit.is_global else st.name
+            healthy = st.active_state == "active" and st.sub_state in ("running", "exited")
+            members[key] = Member(key, st.hash, healthy)
+        me = self.identity.machine_id if unit.is_global else name
+        if me not in members:
+            return True
+        step = rolling_step(members.values(), target, self.options.max_unavailable)
+        return me in step.restart
 
     async def _unload(self, name: str) -> None:
         self.launched.discard(name)
@@ -384,3 +432,12 @@ class Agent:
     async def _publish(self, ops: list[Put | Delete]) -> None:
         await self.registry.txn([], ops)
 
+
+
+def _template_prefix(name: str) -> str | None:
+    """``apache@8080.service`` → ``apache@`` (its siblings' common prefix); else None."""
+    stem, dot, _ = name.rpartition(".")
+    at = stem.find("@")
+    if not dot or at < 0 or at == len(stem) - 1:
+        return None
+    return stem[:at + 1]
