@@ -98,6 +98,22 @@ class Flag:
     def clear(self) -> None:
         self._value = False
 
+    def waiter(self) -> asyncio.Future[None] | None:
+        """A future resolved by :meth:`set` (None if already set): awaiting it directly
+        costs no coroutine frame, unlike :meth:`wait`."""
+        if self._value:
+            return None
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(fut)
+        return fut
+
+    def discard(self, fut: asyncio.Future[None]) -> None:
+        """Forget a waiter that gave up (timed out)."""
+        if self._waiters is not None and fut in self._waiters:
+            self._waiters.remove(fut)
+
     async def wait(self) -> bool:
         if self._value:
             return True
@@ -372,6 +388,21 @@ class Service:
         finally:
             self._resolve_waiters("done" if self.active_state == "active" else "failed")
 
+    def _check_conditions(self) -> str | None:
+        """Condition*= (``"skipped"``) then Assert*= (``"assert"``); None if all hold."""
+        conditions = self.unit.conditions
+        if not conditions:
+            return None
+        verdict = evaluate([c for c in conditions if not c.is_assert], self.sup.host)
+        if not verdict.ok:
+            what = verdict.failed.key if verdict.failed else "a triggering condition"
+            self.log(f"Condition check resulted in {self.description} being skipped "
+                     f"({what}={verdict.failed.value if verdict.failed else '…'}).")
+            return "skipped"
+        if not evaluate([c for c in conditions if c.is_assert], self.sup.host).ok:
+            return "assert"
+        return None
+
     async def _one_run(self) -> str:
         """One activation: start, stay active, stop.  Returns the start job result."""
         self.result = Result.SUCCESS
@@ -381,16 +412,13 @@ class Service:
         self._ready = False
         self.status_text = ""
         # Start rate limit, then conditions (failing ones do not count).
-        verdict = evaluate([c for c in self.unit.conditions if not c.is_assert],
-                           self.sup.host)
-        if not verdict.ok:
-            what = verdict.failed.key if verdict.failed else "a triggering condition"
-            self.log(f"Condition check resulted in {self.description} being skipped "
-                     f"({what}={verdict.failed.value if verdict.failed else '…'}).")
+        # (checked in a helper: this frame lives as long as the unit runs, and should
+        # not keep the verdicts alive)
+        problem = self._check_conditions()
+        if problem == "skipped":
             self.set_state("dead")
             return "skipped"
-        asserts = evaluate([c for c in self.unit.conditions if c.is_assert], self.sup.host)
-        if not asserts.ok:
+        if problem == "assert":
             self.log(f"Assertion failed for {self.description}.", 3)
             self.set_state("dead")
             return "failed"
@@ -569,15 +597,20 @@ class Service:
         """Until ``_wakeup`` is set (a process of ours exited, a notify message, a stop
         request) or ``limit`` seconds pass.
 
-        One Event and at most one timer: a running unit waits here for hours, and a
+        One future and at most one timer: a running unit waits here for hours, and a
         thousand of them must not each hold a helper task, an ``asyncio.wait`` set and
         a timer (that was ~2 KiB per unit)."""
-        if limit == _INF:
-            await self._wakeup.wait()
+        waiter = self._wakeup.waiter()
+        if waiter is None:
             return
-        with contextlib.suppress(TimeoutError):
+        if limit == _INF:
+            await waiter
+            return
+        try:
             async with asyncio.timeout(max(limit, 0.001)):
-                await self._wakeup.wait()
+                await waiter
+        except TimeoutError:
+            self._wakeup.discard(waiter)
 
     async def _checked_control(self, cmd: ExecCommand, timeout: float, step: str) -> None:
         exit = await self._control_step(cmd, timeout, step)
