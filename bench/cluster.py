@@ -134,7 +134,7 @@ def _start_agent(n: int, registry: str, tmp: Path) -> subprocess.Popen[bytes]:
     state.mkdir(parents=True, exist_ok=True)
     mid = f"{n:02d}" + "b" * 30
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from flotte.cli.daemon import agent; agent()",
+        [sys.executable, "-m", "flotte", "agent",
          "--registry", registry, "--state-dir", str(state), "--machine-id", mid,
          "--hostname", f"m{n}", "--public-ip", f"127.0.0.{n + 1}",
          "--listen", f"unix://{state / 'flotte.sock'}", "--ttl", str(TTL),

@@ -48,7 +48,7 @@ class AgentProc:
         self.state.mkdir(parents=True, exist_ok=True)
         log = open(self.state / "agent.log", "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from flotte.cli.daemon import agent; agent()",
+            [sys.executable, "-m", "flotte", "agent",
              "--registry", self.registry, "--state-dir", str(self.state),
              "--machine-id", self.machine_id, "--hostname", f"m{self.n}",
              "--public-ip", self.ip, "--listen", self.endpoint,

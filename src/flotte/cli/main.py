@@ -2,20 +2,59 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
-from flotte import __version__
+from flotte.cli.announce import announce
+from flotte.cli.connection import DEFAULT_TIMEOUT, CliState
+from flotte.cli.daemon import agent, up
+from flotte.cli.fleetctl import COMMANDS, version_line
+from flotte.cli.kv import kv
+from flotte.cli.proxy import proxy
 from flotte.cli.verify import verify
 
 
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_line(ctx))
+        ctx.exit(0)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="flotte")
-def cli() -> None:
+@click.option("--version", "-v", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Print the version and exit.")
+@click.option("--endpoint", envvar=["FLOTTE_ENDPOINT", "FLEETCTL_ENDPOINT"], default=None,
+              metavar="URL",
+              help="API endpoint: unix:///path.sock or http(s)://host:port "
+                   "[env FLOTTE_ENDPOINT, FLEETCTL_ENDPOINT; default "
+                   "unix://<state dir>/flotte.sock].")
+@click.option("--token", envvar="FLOTTE_TOKEN", default=None,
+              help="API token for http(s) endpoints [env FLOTTE_TOKEN; default: the "
+                   "api-token file of the state directory, if readable].")
+@click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="Give up on an API request after this long.")
+@click.option("--driver", default="API", hidden=True,
+              help="fleetctl's driver; only API exists (any case).")
+@click.pass_context
+def cli(ctx: click.Context, endpoint: str | None, token: str | None, request_timeout: float,
+        driver: str) -> None:
     """flotte runs systemd unit files across a cluster of machines, as fleet did."""
+    if driver.lower() != "api":
+        raise click.BadParameter(f"{driver!r}: flotte talks to the cluster through its HTTP "
+                                 "API only (--driver=API); the etcd driver does not exist",
+                                 param_hint="'--driver'")
+    ctx.obj = CliState(endpoint, token, request_timeout)
 
 
-cli.add_command(verify)
+for _command in COMMANDS:
+    cli.add_command(_command)
+for _command in (verify, up, agent, kv, announce, proxy):
+    cli.add_command(_command)
 
 
 def main() -> None:
-    cli(prog_name="flotte")
+    invoked = os.path.basename(sys.argv[0]) if sys.argv else ""
+    cli(prog_name="fleetctl" if invoked == "fleetctl" else "flotte")
