@@ -1,76 +1,142 @@
-"""``make run``: what flotte can do today with the seed's example units.
+"""``make run``: a one-machine flotte cluster running the example units.
 
-The seed (chapters 7–10 of a CoreOS guide) is the scenario flotte must run.
-Until the cluster layers exist, the demo loads every unit file of the seed
-exactly as systemd (and, for ``[X-Fleet]``, fleet) would, instantiates the
-templates the way the guide does (``apache@8080.service`` …), and reports
-what it checked and which of the guide's own mistakes it found.
+Starts ``flotte up`` in this process (embedded registry in ``.demo/``), then
+drives it with the real ``fleetctl`` the way an operator would:
+
+1. checks the seed's unit files (chapters 7–10 of the CoreOS guide) as
+   systemd and fleet would read them, and reports the guide's own mistakes;
+2. ``fleetctl start hello.service web@8080.service web-announce@8080.service``
+   (a template instance with ``Conflicts=`` and its sidekick, which announces
+   the page in the registry while it answers);
+3. ``fleetctl start web@8081.service`` — which cannot be placed on one machine
+   because of ``Conflicts=``, and says so instead of hanging as fleet did;
+4. prints what to try next and runs until Ctrl-C, then stops everything.
+
+``FLOTTE_DEMO_SECONDS=N`` stops it after N seconds, ``FLOTTE_DEMO_STATE`` and
+``FLOTTE_DEMO_PORT`` move its state and web port (used by the tests).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
 import sys
 from pathlib import Path
 
+from flotte.daemon import DaemonConfig, run
 from flotte.unit import Unit, load_unit
-from flotte.unit.values import USEC_INFINITY, format_timespan
 
-SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
+ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "examples" / "seed"
+EXAMPLES = ROOT / "examples" / "demo"
 INSTANCES = {"ch08": ("8080",), "ch09": ("8080", "8081"), "ch10": ("8080", "8081", "8082")}
 
 
-def _summary(unit: Unit) -> str:
-    parts = []
-    typ = unit.value("Service", "Type") if unit.unit_type == "service" else "-"
-    parts.append(f"Type={typ}")
-    t = unit.value("Service", "TimeoutStartSec")
-    parts.append("TimeoutStartSec=" + ("infinity" if t == USEC_INFINITY else format_timespan(t)))
-    if unit.value("Service", "Restart") != "no":
-        parts.append(f"Restart={unit.value('Service', 'Restart')}")
-    deps = [f"{k}={','.join(unit.value('Unit', k))}" for k in ("Requires", "BindsTo")
-            if unit.value("Unit", k)]
-    parts.extend(deps)
-    xf = unit.x_fleet
-    if xf.conflicts:
-        parts.append(f"X-Fleet Conflicts={' '.join(xf.conflicts)}")
-    if xf.machine_of:
-        parts.append(f"X-Fleet MachineOf={' '.join(xf.machine_of)}")
-    return "; ".join(parts)
+def check_seed() -> tuple[int, list[str]]:
+    """Load every seed unit (templates through their instances); the guide's mistakes."""
+    count = 0
+    problems: list[str] = []
+    for chapter in sorted(p for p in SEED.iterdir() if p.is_dir()):
+        for path in sorted(chapter.rglob("*.service")):
+            names = [path.name]
+            if path.name.endswith("@.service"):
+                names = [path.name.replace("@.", f"@{i}.") for i in
+                         INSTANCES.get(chapter.name, ("1",))]
+            for name in names:
+                unit: Unit = load_unit(name, [str(path.parent)])
+                count += 1
+                for d in unit.diagnostics:
+                    problems.append(d.render().replace(f"{SEED}/", ""))
+    return count, sorted(set(problems))
 
 
-def main(argv: list[str] | None = None) -> int:
-    root = Path(argv[0]) if argv else SEED
-    if not root.is_dir():
-        print(f"flotte demo: {root} is not a directory of unit files", file=sys.stderr)
-        return 2
-    checked = failed = 0
-    print(f"flotte: loading the seed's unit files from {root}\n")
-    for chapter in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(chapter.glob("*.service")) + sorted(chapter.glob("instances/*.service"))
-        # Templates are checked through their instances, as systemd runs them.
-        names = [(f.name, f.parent) for f in files if not f.name.endswith("@.service")]
-        for tmpl in [f for f in files if f.name.endswith("@.service") and f.parent == chapter]:
-            for inst in INSTANCES.get(chapter.name, ()):
-                names.append((tmpl.name.replace("@.service", f"@{inst}.service"), chapter))
-        print(f"== {chapter.name} ==")
-        for name, directory in names:
-            unit = load_unit(name, [str(directory)])
-            checked += 1
-            ok = unit.load_state == "loaded"
-            failed += not ok
-            shown = name if directory == chapter else f"instances/{name}"
-            print(f"  {shown:38} {unit.load_state:11} {_summary(unit) if ok else ''}")
-            for d in unit.diagnostics:
-                where = f"line {d.line}" if d.line else "unit"
-                print(f"      {d.severity.value} ({where}): {d.message}")
-                if d.fix:
-                    print(f"        fix: {d.fix}")
-        print()
-    print(f"checked {checked} units (templates, their instances and the guide's symlinked "
-          f"instances): {checked - failed} loaded, {failed} failed.")
-    print("Warnings above are the guide's own mistakes, reported as systemd/fleet would.")
-    return 0 if failed == 0 else 1
+def _bin(name: str) -> str:
+    found = Path(sys.executable).parent / name
+    return str(found) if found.exists() else (shutil.which(name) or name)
+
+
+def prepare_units(state: Path, endpoint: str) -> Path:
+    """The example units with the demo's ``flotte`` and socket filled in."""
+    out = state / "units"
+    out.mkdir(parents=True, exist_ok=True)
+    for src in EXAMPLES.glob("*.service"):
+        text = src.read_text().replace("@FLOTTE@", _bin("flotte")).replace("@ENDPOINT@", endpoint)
+        (out / src.name).write_text(text)
+    return out
+
+
+async def fleetctl(endpoint: str, *args: str) -> int:
+    print(f"\n$ fleetctl {' '.join(args)}", flush=True)
+    proc = await asyncio.create_subprocess_exec(
+        _bin("fleetctl"), "--endpoint", endpoint, *args,
+        env={**os.environ, "FLOTTE_ENDPOINT": endpoint})
+    return await proc.wait()
+
+
+async def demo(state: Path, seconds: float | None) -> int:
+    endpoint = f"unix://{state / 'flotte.sock'}"
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+
+    def announce(line: str) -> None:
+        print(line, flush=True)
+        if line.startswith("listening on"):
+            ready.set()
+
+    cfg = DaemonConfig(state_dir=state, registry=f"sqlite:///{state / 'registry.db'}",
+                       hostname=os.uname().nodename)
+    daemon = asyncio.create_task(run(cfg, announce=announce, stop=stop))
+    waiter = asyncio.ensure_future(ready.wait())
+    await asyncio.wait({daemon, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if daemon.done():
+        return daemon.result()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    units = prepare_units(state, endpoint)
+    port = int(os.environ.get("FLOTTE_DEMO_PORT", "8080"))
+    await fleetctl(endpoint, "start", *(str(units / n) for n in
+                                        ("hello.service", f"web@{port}.service",
+                                         f"web-announce@{port}.service")))
+    await fleetctl(endpoint, "list-units")
+    await fleetctl(endpoint, "start", "--block-attempts=3", str(units / f"web@{port + 1}.service"))
+    print(f"""
+flotte is running a one-machine cluster (state in {state}). Try, in another terminal:
+
+  export FLOTTE_ENDPOINT={endpoint}
+  {_bin('fleetctl')} list-unit-files
+  {_bin('fleetctl')} status web@{port}.service
+  {_bin('fleetctl')} journal -f hello.service
+  {_bin('flotte')} kv ls --recursive /services
+  curl http://127.0.0.1:{port}/
+  {_bin('fleetctl')} stop web@{port}.service      # its sidekick stops with it (BindsTo=)
+
+Ctrl-C stops the units and the daemon.""", flush=True)
+    stopper = loop.call_later(seconds, stop.set) if seconds else None
+    code = await daemon
+    if stopper is not None:
+        stopper.cancel()
+    print("stopped cleanly", flush=True)
+    return code
+
+
+def main() -> int:
+    count, problems = check_seed()
+    print(f"checked {count} unit files of the seed (chapters 7-10) as systemd and fleet "
+          f"would; the guide's own mistakes:")
+    for p in problems:
+        print(f"  {p}")
+    state = Path(os.environ.get("FLOTTE_DEMO_STATE", ROOT / ".demo"))
+    seconds = float(os.environ["FLOTTE_DEMO_SECONDS"]) if os.environ.get(
+        "FLOTTE_DEMO_SECONDS") else None
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(demo(state, seconds))
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -52,7 +52,12 @@ from flotte.registry import (
     create_revision,
 )
 from flotte.registry.base import Lease
-from flotte.supervisor.supervisor import NoSuchUnit, Supervisor, UnitLoadError
+from flotte.supervisor.supervisor import (
+    NoSuchUnit,
+    Supervisor,
+    TransactionError,
+    UnitLoadError,
+)
 from flotte.unit.loader import load_text
 
 log = logging.getLogger("flotte.agent")
@@ -318,6 +323,9 @@ class Agent:
                 for other in list(self.failures):
                     self._kick(other)
             elif step == "start":
+                # let the other units placed in the same pass load first: a unit that
+                # Requires= its sidekick must find it loaded (the seed's apache@ pair)
+                await asyncio.sleep(0)
                 self.launched.add(name)
                 self._mark(name)
                 await self.sup.start(name)
@@ -331,6 +339,10 @@ class Agent:
             log.error("%s", exc)
         except NoSuchUnit:
             self.loaded.pop(name, None)
+        except TransactionError as exc:
+            # typically a dependency placed here but not loaded yet: retried when it loads
+            self.failures[name] = str(exc)
+            log.info("%s %s deferred: %s", step, name, exc)
         except Exception as exc:  # a failing job must not stop the agent
             self.failures[name] = str(exc)
             log.warning("%s %s: %s", step, name, exc)
