@@ -76,3 +76,12 @@ def test_unknown_key_warns_with_fix() -> None:
     (w,) = u.warnings
     assert "unrecognized requirement" in w.message and w.line == 4
     assert w.fix is not None and "MachineOf=" in w.fix
+
+
+def test_template_machine_of_its_own_template_is_not_a_mistake() -> None:
+    """``apache-secretary@.service`` with ``MachineOf=apache@%i.service`` (the seed's
+    sidekick) names a template only in the template itself; instances get real names."""
+    text = "[Service]\nExecStart=/bin/true\n[X-Fleet]\nMachineOf=apache@%i.service\n"
+    assert load_text(text, "apache-secretary@.service").diagnostics == []
+    inst = load_text(text, "apache-secretary@8080.service")
+    assert inst.x_fleet.machine_of == ["apache@8080.service"]

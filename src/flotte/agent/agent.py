@@ -340,7 +340,9 @@ class Agent:
         except NoSuchUnit:
             self.loaded.pop(name, None)
         except TransactionError as exc:
-            # typically a dependency placed here but not loaded yet: retried when it loads
+            # typically a dependency placed here but not loaded yet: retried when it loads;
+            # nothing was started, so the unit is not "launched" yet
+            self.launched.discard(name)
             self.failures[name] = str(exc)
             log.info("%s %s deferred: %s", step, name, exc)
         except Exception as exc:  # a failing job must not stop the agent

@@ -8,6 +8,7 @@ import sys
 import click
 
 from flotte.cli.announce import announce
+from flotte.cli.confd import confd
 from flotte.cli.connection import DEFAULT_TIMEOUT, CliState
 from flotte.cli.daemon import agent, up
 from flotte.cli.fleetctl import COMMANDS, version_line
@@ -51,7 +52,7 @@ def cli(ctx: click.Context, endpoint: str | None, token: str | None, request_tim
 
 for _command in COMMANDS:
     cli.add_command(_command)
-for _command in (verify, up, agent, kv, announce, proxy):
+for _command in (verify, up, agent, kv, announce, proxy, confd):
     cli.add_command(_command)
 
 

@@ -114,6 +114,7 @@ def parse_x_fleet(options: list[Option], unit_name: str, *, path: str | None = N
     xf = XFleet()
     diags: list[Diagnostic] = []
     lines: dict[str, int] = {}
+    is_template = N.is_valid(unit_name, N.NameFlags.TEMPLATE)
 
     def warn(msg: str, line: int | None, fix: str | None = None) -> None:
         diags.append(Diagnostic(Severity.WARNING, msg, line, fix, path))
@@ -150,7 +151,10 @@ def parse_x_fleet(options: list[Option], unit_name: str, *, path: str | None = N
             for v in vals:
                 if not v:
                     continue
-                if not N.is_valid(v, N.NameFlags.PLAIN | N.NameFlags.INSTANCE):
+                # a template's own MachineOf=apache@%i.service names a template: only
+                # its instances are scheduled, and there %i has a value
+                if not N.is_valid(v, N.NameFlags.PLAIN | N.NameFlags.INSTANCE) and not (
+                        is_template and N.is_valid(v, N.NameFlags.TEMPLATE)):
                     warn(f"MachineOf= names an invalid unit '{v}'; the unit can never be "
                          "scheduled", opt.line, "name a unit exactly, without globs")
                 xf.machine_of.append(v)
