@@ -167,6 +167,19 @@ async def test_events(api: Client, registry: Registry) -> None:
     await events.aclose()  # type: ignore[attr-defined]
 
 
+async def test_events_of_user_keys(api: Client, registry: Registry) -> None:
+    rev = registry.revision + 1
+    events = api.events(since=rev, prefix="/services/")
+    await api.create_unit("a.service", SLEEP, "launched")  # not under /services/
+    await api.kv_set("/services/web/m1", "10.0.0.1:80")
+    got = await asyncio.wait_for(events.__anext__(), 5)
+    assert (got.key, got.type, got.value) == ("/services/web/m1", "put", "10.0.0.1:80")
+    await events.aclose()  # type: ignore[attr-defined]
+    with pytest.raises(ApiError, match="must start with '/'"):
+        async for _ in api.events(prefix="services"):
+            pass
+
+
 async def test_kv(api: Client) -> None:
     node = await api.kv_set("/services/apache/10.0.0.1", "up", ttl=30)
     assert (node.key, node.value, node.ttl) == ("/services/apache/10.0.0.1", "up", 30)

@@ -329,10 +329,16 @@ class Client:
         async for raw in self._stream(f"/v1/units/{_q(name)}/journal", query):
             yield raw.decode("utf-8", "replace").rstrip("\n")
 
-    async def events(self, since: int | None = None) -> AsyncIterator[Event]:
-        """Changes under the cluster prefix; resume with ``since=<last revision + 1>``."""
-        query = {"since": str(since)} if since is not None else None
-        async for raw in self._stream("/v1/events", query):
+    async def events(self, since: int | None = None, *, prefix: str | None = None
+                     ) -> AsyncIterator[Event]:
+        """Changes under the cluster prefix (or under ``prefix``, e.g. ``/services/``);
+        resume with ``since=<last revision + 1>``."""
+        query: dict[str, str] = {}
+        if since is not None:
+            query["since"] = str(since)
+        if prefix is not None:
+            query["prefix"] = prefix
+        async for raw in self._stream("/v1/events", query or None):
             if not raw.strip():
                 continue
             obj = json.loads(raw)

@@ -119,10 +119,17 @@ async def events(request: web.Request) -> web.StreamResponse:
     last revision seen + 1); a compacted REV is 410.  Idle streams get a
     ``{"type":"heartbeat","revision":N}`` line every ``heartbeat`` seconds.
     The ``X-Flotte-Revision`` header is the newest revision at the start.
+    ``?prefix=/services/`` follows user keys instead (confd, ``kv watch``,
+    proxies): the answer then carries ``X-Flotte-Prefix``, so a client can tell
+    a server that knows the parameter from one that ignores it.
     """
     ctx = request_context(request)
     since = int_param(request.query, "since", minimum=1)
-    watch = ctx.registry.watch(ctx.keys.prefix + "/", start_revision=since)
+    prefix = request.query.get("prefix", ctx.keys.prefix + "/")
+    if not prefix.startswith("/"):
+        raise HttpError(400, f"prefix {prefix!r} must start with '/' (for example "
+                             "?prefix=/services/)")
+    watch = ctx.registry.watch(prefix, start_revision=since)
     queue: asyncio.Queue[Event | BaseException | _End] = asyncio.Queue(maxsize=1024)
     pump = asyncio.create_task(_pump(watch, queue), name="api-events")
     try:
@@ -135,7 +142,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         if isinstance(first, BaseException):
             raise first
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
-                                           "X-Flotte-Revision": str(ctx.registry.revision)})
+                                           "X-Flotte-Revision": str(ctx.registry.revision),
+                                           "X-Flotte-Prefix": prefix})
         await resp.prepare(request)
         with contextlib.suppress(ConnectionError):
             await _stream_events(resp, queue, first, ctx.keys, ctx.heartbeat,
