@@ -1,0 +1,143 @@
+"""The seed's chapter 9 fleetctl session, unchanged, against three real agents (issue #7).
+
+Three ``flotte agent`` processes (machines m1–m3) around a real etcd; the
+commands are the guide's, run with the real ``fleetctl``.  The units are the
+guide's with only what this machine forces replaced: the Apache container is a
+Python HTTP server on port %i, and the secretary's curl + etcdctl loop is
+``flotte announce`` writing the same ``/services/apache/<host>`` key to etcd.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster_support import AgentProc
+
+from etcd_server import EtcdServer
+from support import require
+
+pytestmark = [pytest.mark.etcd, pytest.mark.timeout(300),
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (cgroups)")]
+
+BIN = Path(sys.executable).parent
+
+APACHE = """\
+[Unit]
+Description=Apache web server service listening on port %i
+Requires=apache-secretary@%i.service
+Before=apache-secretary@%i.service
+
+[Service]
+ExecStartPre=/bin/mkdir -p /tmp/flotte-seed-%H-%i
+ExecStartPre=/bin/sh -c 'echo "apache@%i on %H" > /tmp/flotte-seed-%H-%i/index.html'
+ExecStart=/usr/bin/python3 -m http.server %i --bind 127.0.0.1 --directory /tmp/flotte-seed-%H-%i
+
+[X-Fleet]
+Conflicts=apache@*.service
+"""
+
+SECRETARY = """\
+[Unit]
+Description=Monitoring the Apache web server running on port %i
+BindsTo=apache@%i.service
+After=apache@%i.service
+
+[Service]
+ExecStart={flotte} announce --registry {registry} --key /services/apache/%H \
+--value '{{"host": "%H", "port": "%i"}}' --ttl 30 --interval 10 --check-interval 1 \
+--check http://127.0.0.1:%i/
+
+[X-Fleet]
+MachineOf=apache@%i.service
+"""
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[tuple[Path, list[AgentProc], str]]:
+    require("etcd", "etcd-server")
+    etcd = EtcdServer(tmp_path / "etcd")
+    etcd.start()
+    agents = [AgentProc(n, etcd.url, tmp_path) for n in (1, 2, 3)]
+    work = tmp_path / "work"
+    (work / "instances").mkdir(parents=True)
+    (work / "apache@.service").write_text(APACHE)
+    (work / "apache-secretary@.service").write_text(
+        SECRETARY.format(flotte=BIN / "flotte", registry=etcd.url))
+    for port in (8082, 8083, 8084):  # the guide's symlinked instances
+        for t in ("apache", "apache-secretary"):
+            (work / "instances" / f"{t}@{port}.service").symlink_to(f"../{t}@.service")
+    try:
+        for a in agents:
+            a.start()
+        yield work, agents, etcd.url
+    finally:
+        for a in agents:
+            a.stop()
+        etcd.close()
+
+
+def fleetctl(work: Path, endpoint: str, command: str) -> subprocess.CompletedProcess[str]:
+    """One line of the guide, through a shell (globs and pipes as typed)."""
+    env = {**os.environ, "FLEETCTL_ENDPOINT": endpoint, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    return subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_chapter_9_session(session: tuple[Path, list[AgentProc], str]) -> None:
+    work, agents, registry = session
+    ep = agents[0].endpoint
+    names = {a.machine_id[:8]: a.n for a in agents}
+
+    def ok(command: str) -> str:
+        out = fleetctl(work, ep, command)
+        assert out.returncode == 0, f"{command}\n{out.stdout}\n{out.stderr}"
+        return out.stdout
+
+    ok("fleetctl submit apache@.service apache-secretary@.service")
+    ok("fleetctl load apache@8080.service apache-secretary@8080.service")
+    assert "launched on" in ok("fleetctl start apache@8080.service")
+    ok("fleetctl load apache@8081.service apache-secretary@8081.service")
+    ok("fleetctl start apache@8081.service")
+    rows = [line.split() for line in
+            ok("fleetctl list-units | grep apache").splitlines()]
+    assert sorted(r[0] for r in rows) == ["apache-secretary@8080.service",
+                                          "apache-secretary@8081.service",
+                                          "apache@8080.service", "apache@8081.service"]
+    assert all(r[2:] == ["active", "running"] for r in rows), rows
+    where = {r[0]: r[1].split("...")[0] for r in rows}
+    # Conflicts= put the two Apaches on different machines; MachineOf= their secretaries
+    assert where["apache@8080.service"] != where["apache@8081.service"]
+    assert where["apache-secretary@8080.service"] == where["apache@8080.service"]
+    assert where["apache-secretary@8081.service"] == where["apache@8081.service"]
+
+    # fleetctl start instances/*: one more Apache fits (the third machine); the guide's
+    # fourth and fifth cannot, and flotte says why instead of hanging as fleet did
+    out = fleetctl(work, ep, "fleetctl start instances/*")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Unit apache@8082.service launched on" in out.stdout
+    assert "Unit apache-secretary@8082.service launched on" in out.stdout
+    both = out.stdout + out.stderr
+    assert "apache@8083.service cannot be placed" in both
+    assert "conflicts with apache@80" in both
+
+    keys = ok(f"flotte kv --registry {registry} ls /services/apache/").split()
+    assert sorted(keys) == sorted(f"/services/apache/m{n}" for n in names.values())
+
+    # the guide's failure drill: stop one Apache; its secretary stops with it and the
+    # key goes (at once: flotte announce deletes it on SIGTERM, not after the 30 s TTL)
+    ok("fleetctl stop apache@8080.service")
+    rows = [line.split() for line in ok("fleetctl list-units").splitlines()[1:]]
+    state = {r[0]: r[2:] for r in rows}
+    assert state["apache@8080.service"] == ["inactive", "dead"]
+    assert state["apache-secretary@8080.service"] == ["inactive", "dead"]
+    assert state["apache@8081.service"] == ["active", "running"]
+    host = f"m{names[where['apache@8080.service']]}"
+    keys = ok(f"flotte kv --registry {registry} ls /services/apache/").split()
+    assert f"/services/apache/{host}" not in keys and len(keys) == 2
+    ok("fleetctl destroy apache@8080.service apache-secretary@8080.service")
+    assert "apache@8080.service" not in ok("fleetctl list-unit-files")
