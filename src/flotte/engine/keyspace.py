@@ -221,13 +221,16 @@ class StateRecord:
     main_pid: int = 0
     since: float = 0.0  # wall-clock time of the last active-state change
     launched: bool = False  # the agent started it (fleet's job-state heartbeat)
+    tasks: int = 0  # processes/threads in the unit's cgroup when published (0: unknown)
+    memory: int = 0  # bytes charged to the unit's cgroup when published (0: unknown)
 
     def encode(self) -> bytes:
         return _dumps({"name": self.name, "machineID": self.machine_id, "hash": self.hash,
                        "loadState": self.load_state, "activeState": self.active_state,
                        "subState": self.sub_state, "result": self.result,
                        "mainPID": self.main_pid, "since": self.since,
-                       "launched": self.launched})
+                       "launched": self.launched, "tasks": self.tasks,
+                       "memory": self.memory})
 
     @classmethod
     def decode(cls, raw: bytes, key: str = "state") -> StateRecord:
@@ -237,7 +240,8 @@ class StateRecord:
                        str(o.get("loadState", "")), str(o.get("activeState", "")),
                        str(o.get("subState", "")), str(o.get("result", "")),
                        int(o.get("mainPID", 0)), float(o.get("since", 0.0)),
-                       bool(o.get("launched", False)))
+                       bool(o.get("launched", False)), int(o.get("tasks", 0) or 0),
+                       int(o.get("memory", 0) or 0))
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"{key}: bad field {e}; rewrite or delete the key") from e
 
