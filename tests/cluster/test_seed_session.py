@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +142,44 @@ def test_chapter_9_session(session: tuple[Path, list[AgentProc], str]) -> None:
     assert f"/services/apache/{host}" not in keys and len(keys) == 2
     ok("fleetctl destroy apache@8080.service apache-secretary@8080.service")
     assert "apache@8080.service" not in ok("fleetctl list-unit-files")
+
+
+def test_status_and_journal_of_a_unit_on_another_machine(
+        session: tuple[Path, list[AgentProc], str]) -> None:
+    """Asked on m1 about a unit that runs elsewhere: no SSH, the API fetches it."""
+    work, agents, _ = session
+    ep = agents[0].endpoint
+    started = fleetctl(work, ep, "fleetctl start apache@8080.service apache@8081.service")
+    # the guide starts the secretaries with them: without, flotte says so at once
+    assert started.returncode == 1
+    assert "apache-secretary@8080.service not found" in started.stderr, started.stderr
+    started = fleetctl(work, ep, "fleetctl start apache@8080.service apache@8081.service "
+                                 "apache-secretary@8080.service apache-secretary@8081.service")
+    assert started.returncode == 0, started.stdout + started.stderr
+    rows = [line.split() for line in fleetctl(work, ep, "fleetctl list-units --full "
+                                              "--no-legend").stdout.splitlines()]
+    remote, remote_machine = next((r[0], r[1]) for r in rows if r[0].startswith("apache@")
+                                  and not r[1].startswith(agents[0].machine_id))
+    time.sleep(1.5)  # agents report tasks and memory once a service has settled
+    status = fleetctl(work, ep, f"fleetctl status {remote}")
+    assert status.returncode == 0, status.stderr
+    for needle in ("Active: active (running)", "Main PID:", "Tasks: 1",
+                   f"Machine: {remote_machine.split('/')[0][:8]}..."):
+        assert needle in status.stdout, status.stdout
+    journal = fleetctl(work, ep, f"fleetctl journal --lines 20 {remote}")
+    assert journal.returncode == 0 and "Started Apache web server service listening on port" \
+        in journal.stdout, journal.stdout + journal.stderr
+    env = {**os.environ, "FLEETCTL_ENDPOINT": ep}
+    follow = subprocess.Popen([str(BIN / "fleetctl"), "journal", "-f", "-n", "1", remote],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert follow.stdout is not None
+        follow.stdout.readline()  # the last existing line
+        port = remote.split("@")[1].split(".")[0]
+        subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/"], capture_output=True,
+                       timeout=10, check=False)
+        line = follow.stdout.readline()  # the server logs the request: followed live
+        assert '"GET / HTTP/1.1" 200' in line, line
+    finally:
+        follow.kill()
+        follow.wait()

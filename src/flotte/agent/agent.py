@@ -63,6 +63,8 @@ from flotte.unit.loader import load_text
 log = logging.getLogger("flotte.agent")
 
 _ACTIVE = frozenset({"active", "activating", "reloading", "deactivating"})
+#: Seconds after a unit becomes active when its state is published again (tasks, memory).
+SETTLE_REPORT = 1.0
 
 
 class DuplicateMachine(RuntimeError):
@@ -402,8 +404,12 @@ class Agent:
         self._publish_wake.set()
 
     async def _state_feed(self) -> None:
+        loop = asyncio.get_running_loop()
         async for change in self.sup.events():
             self._mark(change.unit)
+            if change.active_state == "active":
+                # tasks and memory are worth reporting once the service has settled
+                loop.call_later(SETTLE_REPORT, self._mark, change.unit)
 
     def state_record(self, name: str) -> StateRecord | None:
         try:
@@ -414,7 +420,8 @@ class Agent:
         return StateRecord(name, self.identity.machine_id, self.loaded.get(name, ""),
                            st["load_state"], st["active_state"], st["sub_state"],
                            st["result"], st["main_pid"] or 0, float(since),
-                           name in self.launched)
+                           name in self.launched, st.get("tasks") or 0, st.get("memory") or 0,
+                           self.failures.get(name, ""))
 
     async def _publish_loop(self) -> None:
         while True:
@@ -428,6 +435,9 @@ class Agent:
                 continue
             for name in sorted(names):
                 rec = self.state_record(name) if name in self.loaded else None
+                if rec is None and name in self.failures and name in self.wanted():
+                    rec = StateRecord(name, self.identity.machine_id, "", "error", "inactive",
+                                      "dead", "resources", error=self.failures[name])
                 key = self.keys.state(name, self.identity.machine_id)
                 if rec is None:
                     ops.append(Delete(key))

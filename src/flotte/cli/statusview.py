@@ -101,6 +101,16 @@ def format_timestamp(ts: float, tz: tzinfo | None = None) -> str:
     return when.strftime("%a %Y-%m-%d %H:%M:%S %Z")
 
 
+def _bytes(n: int) -> str:
+    """systemctl's memory format: 1023B, 4.0K, 12.5M, 1.2G (base 1024)."""
+    size = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if size < 1024 or unit == "T":
+            return f"{int(size)}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{n}B"  # pragma: no cover
+
+
 def _field(label: str, value: str) -> list[str]:
     first, *rest = value.split("\n")
     return [f"{label:>{_LABEL}}: {first}"] + [_INDENT + line for line in rest]
@@ -164,6 +174,10 @@ def render_status(view: StatusView, *, now: float, tz: tzinfo | None = None) -> 
         lines += _field("Active", text)
         if state.main_pid > 0:
             lines += _field("Main PID", str(state.main_pid))
+        if state.tasks > 0:
+            lines += _field("Tasks", str(state.tasks))
+        if state.memory > 0:
+            lines += _field("Memory", _bytes(state.memory))
     elif view.reasons:
         lines += _field("Active", "inactive (not placed)")
     else:

@@ -33,6 +33,8 @@ POLL_INTERVAL = 0.25
 ATTEMPT_SECONDS = 2.0
 #: Consecutive polls that must show placement reasons before the wait fails.
 REASONS_SETTLE = 2
+#: Every how many pending polls (of a placed unit) the agent's error is looked up.
+ERROR_CHECK_EVERY = 4
 #: At most this many reasons requests per poll (round-robin over unplaced units).
 REASONS_PER_POLL = 16
 
@@ -161,6 +163,7 @@ class Tracker:
     reasons: dict[str, str] = field(default_factory=dict)
     streak: int = 0
     reasons_checked: float = 0.0
+    polls: int = 0  # pending polls since placed (errors are read now and then)
     detail: str = ""
     finished: bool = False
     #: Messages not printed yet, ``(on stderr, text)``: output follows argument order.
@@ -266,6 +269,11 @@ class Waiter:
                     return True
                 t.phase = "active"
                 verdict = judge_active(unit, states)
+        if verdict.kind is PENDING and unit is not None and unit.machine_id \
+                and t.target != GONE:
+            t.polls += 1
+            if t.polls % ERROR_CHECK_EVERY == 0:
+                verdict = await self._machine_error(unit) or verdict
         t.detail = verdict.detail
         if verdict.kind is PENDING:
             return None
@@ -273,6 +281,19 @@ class Waiter:
             return True
         await self._report(t, unit, verdict)
         return False
+
+    async def _machine_error(self, unit: Unit) -> Verdict | None:
+        """The agent's reason for not loading or starting a placed unit, if it has one
+        (a dependency it cannot find, a unit that does not load): waiting longer would
+        be waiting forever."""
+        try:
+            st = await self.api.status(unit.name)
+        except ApiError:
+            return None
+        state = st.state
+        if state is None or not state.error or state.machine_id != unit.machine_id:
+            return None
+        return Verdict(FAILED, f"its machine cannot start it: {state.error}")
 
     async def _report(self, t: Tracker, unit: Unit | None, verdict: Verdict) -> None:
         if verdict.reasons:

@@ -223,6 +223,7 @@ class StateRecord:
     launched: bool = False  # the agent started it (fleet's job-state heartbeat)
     tasks: int = 0  # processes/threads in the unit's cgroup when published (0: unknown)
     memory: int = 0  # bytes charged to the unit's cgroup when published (0: unknown)
+    error: str = ""  # why the agent could not load or start it ("" when it could)
 
     def encode(self) -> bytes:
         return _dumps({"name": self.name, "machineID": self.machine_id, "hash": self.hash,
@@ -230,7 +231,7 @@ class StateRecord:
                        "subState": self.sub_state, "result": self.result,
                        "mainPID": self.main_pid, "since": self.since,
                        "launched": self.launched, "tasks": self.tasks,
-                       "memory": self.memory})
+                       "memory": self.memory, "error": self.error})
 
     @classmethod
     def decode(cls, raw: bytes, key: str = "state") -> StateRecord:
@@ -241,7 +242,7 @@ class StateRecord:
                        str(o.get("subState", "")), str(o.get("result", "")),
                        int(o.get("mainPID", 0)), float(o.get("since", 0.0)),
                        bool(o.get("launched", False)), int(o.get("tasks", 0) or 0),
-                       int(o.get("memory", 0) or 0))
+                       int(o.get("memory", 0) or 0), str(o.get("error", "") or ""))
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"{key}: bad field {e}; rewrite or delete the key") from e
 
