@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHMARKS = ["unit_load", "registry", "supervisor", "deps", "cluster", "confd"]
+BENCHMARKS = ["unit_load", "registry", "supervisor", "deps", "cluster", "cli", "confd"]
 
 
 def main(argv: list[str]) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from flotte.cli.tabwriter import format_table, tabwriter
+from flotte.cli.tabwriter import _uniform, format_table, tabwriter
 
 # fleet.md §4.3, captured from the fleetctl binary (TABs written as \t).
 LIST_UNITS = (
@@ -95,3 +97,12 @@ def test_space_padding_like_go() -> None:
 
 def test_cells_with_tabs_or_newlines_are_flattened() -> None:
     assert format_table([["a\tb", "c\nd"]]) == "a b\tc d\n"
+
+
+def test_uniform_fast_path_equals_the_general_algorithm() -> None:
+    rnd = random.Random(5)
+    for _ in range(200):
+        ncols = rnd.randint(1, 6)
+        table = [["x" * rnd.randint(0, 20) for _ in range(ncols)]
+                 for _ in range(rnd.randint(1, 12))]
+        assert _uniform(table, ncols) == tabwriter("".join("\t".join(r) + "\n" for r in table))

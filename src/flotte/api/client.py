@@ -167,6 +167,7 @@ class Client:
             raise ValueError(f"endpoint {endpoint!r} must be unix:///path.sock or "
                              "http(s)://host:port")
         self._session: aiohttp.ClientSession | None = None
+        self._bulk: bool | None = None  # does the server have flotte's /v1 listings?
 
     async def __aenter__(self) -> Self:
         return self
@@ -243,8 +244,23 @@ class Client:
                               f"{exc}") from exc
 
     # -- fleet API -------------------------------------------------------------------
+    async def _listing(self, bulk: str, paged: str, field_name: str,
+                       query: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """A whole collection: flotte's one-request ``/v1`` listing, or fleet's pages
+        from a server without it (a real fleetd, or an older flotte)."""
+        if self._bulk is not False and not query:
+            try:
+                obj = await self._json("GET", bulk)
+                self._bulk = True
+                return list((obj or {}).get(field_name) or [])
+            except ApiError as exc:
+                if exc.status not in (404, 405):
+                    raise
+                self._bulk = False
+        return await self._pages(paged, field_name, query)
+
     async def list_units(self) -> list[Unit]:
-        return [_unit(u) for u in await self._pages("/fleet/v1/units", "units")]
+        return [_unit(u) for u in await self._listing("/v1/units", "/fleet/v1/units", "units")]
 
     async def get_unit(self, name: str) -> Unit | None:
         try:
@@ -280,7 +296,8 @@ class Client:
     async def list_unit_states(self, *, machine_id: str | None = None,
                                unit_name: str | None = None) -> list[UnitState]:
         query = {k: v for k, v in (("machineID", machine_id), ("unitName", unit_name)) if v}
-        return [_unit_state(s) for s in await self._pages("/fleet/v1/state", "states", query)]
+        return [_unit_state(s) for s in
+                await self._listing("/v1/states", "/fleet/v1/state", "states", query)]
 
     async def get_unit_state(self, name: str) -> UnitState | None:
         try:

@@ -60,7 +60,7 @@ def _dispatch(request: web.Request, handlers: Mapping[str, Handler], message: st
     return handler(request)
 
 
-def _unit_json(view: UnitView) -> dict[str, Any]:
+def unit_json(view: UnitView) -> dict[str, Any]:
     return unit_entity(view.record, desired=view.desired, current=view.current,
                        machine_id=view.machine_id)
 
@@ -77,7 +77,7 @@ async def list_units(request: web.Request) -> web.StreamResponse:
     ctx = request_context(request)
     tok = find_page_token(request.query.getall("nextPageToken", []), ctx.token_limit)
     items, nxt = paginate(await ctx.store.units(), tok)
-    return json_response(page_entity("units", [_unit_json(v) for v in items],
+    return json_response(page_entity("units", [unit_json(v) for v in items],
                                      nxt.encode() if nxt else None))
 
 
@@ -90,7 +90,7 @@ async def get_unit(request: web.Request) -> web.StreamResponse:
     view = await request_context(request).store.unit(request.match_info["name"])
     if view is None:
         raise HttpError(404, UNIT_NOT_FOUND)
-    return json_response(_unit_json(view))
+    return json_response(unit_json(view))
 
 
 async def put_unit(request: web.Request) -> web.StreamResponse:

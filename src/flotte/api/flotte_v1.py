@@ -24,11 +24,11 @@ from typing import Any
 from aiohttp import web
 
 from flotte.api.context import request_context
-from flotte.api.fleet_v1 import json_response
+from flotte.api.fleet_v1 import json_response, unit_json
 from flotte.api.params import bool_param, int_param
 from flotte.api.store import UNIT_NOT_FOUND
 from flotte.api.validation import check_unit_name
-from flotte.api.wire import HttpError, go_json, omit_empty
+from flotte.api.wire import HttpError, go_json, omit_empty, unit_state_entity
 from flotte.engine.keyspace import Keys
 from flotte.registry import CompactedError, Event, EventType, Watch
 
@@ -244,8 +244,26 @@ async def _stream_lines(request: web.Request, resp: web.StreamResponse,
                 await pending
 
 
+async def all_units(request: web.Request) -> web.StreamResponse:
+    """Every unit in one answer (fleet's ``Unit`` entities, no paging).
+
+    fleet's pages are slices of a full listing, so a client walking 10,000
+    units in pages of 100 makes the server read the registry 100 times;
+    flotte's own client asks here once (``fleetctl list-unit-files``)."""
+    units = await request_context(request).store.units()
+    return json_response({"units": [unit_json(v) for v in units]})
+
+
+async def all_states(request: web.Request) -> web.StreamResponse:
+    """Every machine's unit states in one answer (``fleetctl list-units``)."""
+    states = await request_context(request).store.states()
+    return json_response({"states": [unit_state_entity(s) for s in states]})
+
+
 def add_routes(app: web.Application) -> None:
     router = app.router
+    router.add_get("/v1/units", all_units)
+    router.add_get("/v1/states", all_states)
     router.add_get("/v1/units/{name}/reasons", reasons)
     router.add_get("/v1/units/{name}/status", status)
     # No HEAD on streams: a HEAD response has no body to notice a disconnect on.

@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 import click
 
-from flotte.cli.announce import announce
-from flotte.cli.confd import confd
 from flotte.cli.connection import DEFAULT_TIMEOUT, CliState
-from flotte.cli.daemon import agent, up
 from flotte.cli.fleetctl import COMMANDS, version_line
-from flotte.cli.kv import kv
-from flotte.cli.proxy import proxy
-from flotte.cli.verify import verify
+
+#: Verbs whose modules are imported only when they run: the daemon, confd and the
+#: proxy pull in the supervisor, the template engine and aiohttp's server, which a
+#: ``fleetctl list-units`` should not pay for on every call.
+LAZY = {
+    "verify": "flotte.cli.verify:verify",
+    "up": "flotte.cli.daemon:up",
+    "agent": "flotte.cli.daemon:agent",
+    "kv": "flotte.cli.kv:kv",
+    "announce": "flotte.cli.announce:announce",
+    "proxy": "flotte.cli.proxy:proxy",
+    "confd": "flotte.cli.confd:confd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
 
 
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -23,7 +45,7 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
         ctx.exit(0)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", "-v", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version, help="Print the version and exit.")
 @click.option("--endpoint", envvar=["FLOTTE_ENDPOINT", "FLEETCTL_ENDPOINT"], default=None,
@@ -51,8 +73,6 @@ def cli(ctx: click.Context, endpoint: str | None, token: str | None, request_tim
 
 
 for _command in COMMANDS:
-    cli.add_command(_command)
-for _command in (verify, up, agent, kv, announce, proxy, confd):
     cli.add_command(_command)
 
 

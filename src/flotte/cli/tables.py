@@ -18,6 +18,7 @@ interface documented in docs/cli.md), whatever ``--fields`` says.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ def machine_id_legend(machine_id: str, full: bool = False) -> str:
     return f"{machine_id[:SHORT_ID]}..."
 
 
+@functools.lru_cache(maxsize=4096)
 def machine_legend(machine_id: str, ip: str = "", full: bool = False) -> str:
     """``113f16a7.../10.0.0.5`` (fleetctl's ``machineFullLegend``)."""
     legend = machine_id_legend(machine_id, full)

@@ -100,8 +100,33 @@ def format_table(rows: Iterable[Sequence[str]]) -> str:
     Cells must not contain TABs or newlines (they would split cells or lines);
     such characters are replaced by a space.
     """
-    text = "".join("\t".join(_clean(c) for c in row) + "\n" for row in rows)
-    return tabwriter(text)
+    table = [[_clean(c) for c in row] for row in rows]
+    ncols = len(table[0]) if table else 0
+    if ncols and all(len(row) == ncols for row in table):
+        return _uniform(table, ncols)
+    return tabwriter("".join("\t".join(row) + "\n" for row in table))
+
+
+def _uniform(table: list[list[str]], ncols: int, tabwidth: int = 8, padding: int = 1) -> str:
+    """The common case, every row with the same cells: one block per column.
+
+    Equal to :func:`tabwriter` for such tables (tested), without the general
+    recursion: ``list-units`` of 10,000 units is formatted in a few ms.
+    """
+    widths = [max(len(row[j]) for row in table) + padding for j in range(ncols - 1)]
+    pads = [{} for _ in widths]  # type: list[dict[int, str]]
+    out: list[str] = []
+    for row in table:
+        for j, width in enumerate(widths):
+            cell = row[j]
+            pad = pads[j].get(len(cell))
+            if pad is None:
+                pad = pads[j][len(cell)] = _padding(len(cell), width, tabwidth, "\t")
+            out.append(cell)
+            out.append(pad)
+        out.append(row[-1])
+        out.append("\n")
+    return "".join(out)
 
 
 def _clean(cell: str) -> str:
