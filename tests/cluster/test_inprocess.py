@@ -46,11 +46,12 @@ class Cluster:
         self.registry = f"memory://cluster-{uuid.uuid4().hex}"
         self.members: list[Member] = []
 
-    async def add(self, n: int, *, ttl: float = 2.0, machine_id: str | None = None) -> Member:
+    async def add(self, n: int, *, ttl: float = 2.0, machine_id: str | None = None,
+                  metadata: str = "") -> Member:
         mid = machine_id or f"{n:02d}" + uuid.uuid4().hex[2:]
         cfg = DaemonConfig(state_dir=self.tmp / f"m{n}-{uuid.uuid4().hex[:6]}",
                            registry=self.registry, machine_id=mid, hostname=f"m{n}",
-                           public_ip=f"127.0.0.{n + 1}", ttl=ttl)
+                           public_ip=f"127.0.0.{n + 1}", ttl=ttl, metadata=metadata)
         stop = asyncio.Event()
         ready = asyncio.Event()
         task = asyncio.create_task(run(cfg, stop=stop, announce=lambda _: ready.set()))
@@ -205,3 +206,93 @@ async def test_global_unit_update_rolls_one_machine_at_a_time(cluster: Cluster) 
 async def _count_machines(c: Client, unit: str, n: int) -> bool:
     return sum(1 for s in await c.list_unit_states()
                if s.name == unit and s.sub_state == "running") == n
+
+
+async def test_install_wantedby_sidekick_follows_its_unit(cluster: Cluster) -> None:
+    """fleet's TestInstallUnit: a loaded discovery unit with WantedBy=hello.service starts
+    when hello starts (and stops with it, through PartOf=)."""
+    m1 = await cluster.add(1)
+    await cluster.add(2)
+    async with Client(m1.endpoint) as c:
+        await c.create_unit("hello.service", [("Service", "ExecStart", "/bin/sleep 1001")],
+                            "loaded")
+        await c.create_unit("discovery.service", [
+            ("Unit", "PartOf", "hello.service"),
+            ("Service", "ExecStart", "/bin/sleep 1002"),
+            ("Install", "WantedBy", "hello.service"),
+            ("X-Fleet", "MachineOf", "hello.service")], "loaded")
+        await until(lambda: _state(c, "discovery.service", "inactive"))
+        await c.set_desired_state("hello.service", "launched")
+        await until(lambda: _state(c, "discovery.service", "active"))
+        await c.set_desired_state("hello.service", "loaded")
+        await until(lambda: _state(c, "discovery.service", "inactive"))
+
+
+def _sleep(n: int, *extra: tuple[str, str, str]) -> list[tuple[str, str, str]]:
+    return [("Service", "ExecStart", f"/bin/sleep {n}"), *extra]
+
+
+async def test_machineof_pairs_move_together(cluster: Cluster) -> None:
+    """fleet's TestScheduleMachineOf: ping/pong pairs co-located; a machine leaving moves
+    its pair together."""
+    members = [await cluster.add(i) for i in range(1, 4)]
+    async with Client(members[0].endpoint) as c:
+        for i in range(3):
+            await c.create_unit(f"ping{i}.service", _sleep(2000 + i), "launched")
+            await c.create_unit(f"pong{i}.service",
+                                _sleep(2100 + i, ("X-Fleet", "MachineOf", f"ping{i}.service")),
+                                "launched")
+        await until(lambda: _count(c, 6))
+        where = await running(c)
+        assert all(where[f"ping{i}.service"] == where[f"pong{i}.service"] for i in range(3))
+        victim = next(m for m in members[1:] if m.machine_id in where.values())
+        await cluster.remove(victim)
+        await until(lambda: _all_off(c, victim.machine_id, 6))
+        where = await running(c)
+        assert all(where[f"ping{i}.service"] == where[f"pong{i}.service"] for i in range(3))
+
+
+async def _all_off(c: Client, machine_id: str, n: int) -> bool:
+    now = await running(c)
+    return len(now) == n and machine_id not in now.values()
+
+
+async def test_global_units_and_global_conflicts(cluster: Cluster) -> None:
+    """TestScheduleGlobalUnits and TestScheduleGlobalConflicts: a global unit runs on every
+    machine; of two conflicting global units only the first (by name) runs."""
+    members = [await cluster.add(i) for i in range(1, 4)]
+    async with Client(members[0].endpoint) as c:
+        await c.create_unit("a-global.service", _sleep(3001, ("X-Fleet", "Global", "true"),
+                                                      ("X-Fleet", "Conflicts", "b-global*")),
+                            "launched")
+        await c.create_unit("b-global.service", _sleep(3002, ("X-Fleet", "Global", "true")),
+                            "launched")
+        await c.create_unit("normal.service", _sleep(3003), "launched")
+        await until(lambda: _global_count(c, "a-global.service", 3))
+        states = await c.list_unit_states()
+        assert not [s for s in states if s.name == "b-global.service" and
+                    s.sub_state == "running"]
+        units = {u.name: u for u in await c.list_units()}
+        assert units["a-global.service"].machine_id == ""  # global: no machineID
+
+
+async def _global_count(c: Client, unit: str, n: int) -> bool:
+    return sum(1 for s in await c.list_unit_states()
+               if s.name == unit and s.sub_state == "running") == n
+
+
+async def test_metadata_with_specifiers(cluster: Cluster) -> None:
+    """TestTemplatesWithSpecifiersInMetadata: MachineMetadata=hostname=%i lands each
+    instance on its host; an unsatisfiable one stays unplaced with a reason."""
+    members = [await cluster.add(i, metadata=f"hostname=host{i}") for i in range(1, 4)]
+    body = _sleep(4000, ("X-Fleet", "MachineMetadata", "hostname=%i"))
+    async with Client(members[0].endpoint) as c:
+        await c.create_unit("metadata@.service", body, "inactive")
+        for i in range(1, 5):
+            await c.create_unit(f"metadata@host{i}.service", body, "launched")
+        await until(lambda: _count(c, 3))
+        where = await running(c)
+        for i, m in enumerate(members, start=1):
+            assert where[f"metadata@host{i}.service"] == m.machine_id
+        reasons = (await c.reasons("metadata@host4.service")).reasons
+        assert reasons and all("hostname=host4" in r for r in reasons.values()), reasons

@@ -317,7 +317,13 @@ class Agent:
                 if rec is None or rec.hash != wanted.hash:
                     return False
                 unit = load_text(rec.text(), name, ctx=self.sup.ctx)
+                install = bool(unit.value("Install", "WantedBy") or
+                               unit.value("Install", "RequiredBy"))
                 await self.sup.load(unit)
+                if install:
+                    # fleet's sidekick idiom: WantedBy=hello.service makes starting
+                    # hello start this one (fleet.md §6, TestInstallUnit)
+                    await self.sup.enable(name)
                 self.loaded[name] = rec.hash
                 self.failures.pop(name, None)
                 self._mark(name)
