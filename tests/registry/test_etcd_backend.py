@@ -20,8 +20,8 @@ import grpc
 import grpc.aio
 import pytest
 from aetcd import rpc
-from etcd_server import EtcdServer, free_port
 
+from etcd_server import EtcdServer, free_port
 from flotte.registry.etcd import DEFAULT_TIMEOUT, EtcdRegistry, parse_url
 from flotte.registry.types import (
     CompactedError,
