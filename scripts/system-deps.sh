@@ -10,7 +10,8 @@ deps=(
   "nginx nginx-light"                   # load balancer the demo reloads
   "podman podman"                       # container units (docker stand-in)
   "runc runc"
-  "/bin/busybox busybox-static"
+  "/bin/busybox busybox-static"         # the container tests' images
+  "curl curl"                           # the seed's secretaries (and the container tests)
   "setpriv util-linux"                  # drop privileges for the oracle
 )
 
