@@ -181,7 +181,8 @@ async def run(cfg: DaemonConfig, *, announce: Callable[[str], None] | None = Non
             mirror = ClusterMirror(registry, keys)
             await mirror.start()
             agent = Agent(registry, sup, identity, keys=keys, mirror=mirror, options=AgentOptions(
-                ttl=cfg.ttl, takeover_grace=cfg.takeover_grace, fence_after=cfg.fence_after))
+                ttl=cfg.ttl, takeover_grace=cfg.takeover_grace, fence_after=cfg.fence_after,
+                lease_file=cfg.state_dir / "presence-lease"))
             app = make_app(registry, keys=keys, token=token, no_auth=cfg.no_auth,
                            journal=JournalProxy(agent, registry, keys, token))
             api_context(app).ready = False  # 503 until this machine has joined

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from etcd_server import free_port
+from flotte.supervisor.cgroups import CgroupManager
 
 TTL = 3
 
@@ -69,6 +71,14 @@ class AgentProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # an agent killed by a test leaves its unit cgroups (its processes were killed)
+        mgr = CgroupManager.detect(f"flotte-{self.machine_id[:8]}")
+        for name in mgr.cleanup():
+            for pid in _procs(mgr, name):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        mgr.cleanup()
+        mgr.remove_root()
 
 
 def sleeps(marker: str) -> dict[int, int]:
@@ -86,4 +96,17 @@ def sleeps(marker: str) -> dict[int, int]:
             fields = stat.rsplit(")", 1)[1].split()
             if fields[0] != "Z":
                 out[int(name)] = int(fields[1])
+    return out
+
+
+def _procs(mgr: CgroupManager, escaped: str) -> list[int]:
+    out: list[int] = []
+    for base in (mgr.path, *mgr.v1.values()):
+        if base is None:
+            continue
+        for root, _dirs, files in os.walk(os.path.join(base, escaped)):
+            if "cgroup.procs" in files:
+                with contextlib.suppress(OSError):
+                    text = Path(root, "cgroup.procs").read_text()
+                    out += [int(x) for x in text.split()]
     return out

@@ -179,10 +179,6 @@ def test_supervisor_stops_a_unit_whose_pull_never_ends(lab: Lab) -> None:
     assert m.containers() == []
 
 
-@pytest.mark.xfail(strict=True, reason="the agent runs one task per unit: a stop waits "
-                   "until the start it follows has finished, and with TimeoutStartSec=0 a "
-                   "pull that never ends never finishes (fleet's agent queued systemd jobs "
-                   "without waiting for them)")
 async def test_fleetctl_stop_during_a_pull_that_never_ends(lab: Lab) -> None:
     m = lab.machine(1)
     up = m.daemon("up")
@@ -196,13 +192,9 @@ async def test_fleetctl_stop_during_a_pull_that_never_ends(lab: Lab) -> None:
             await c.set_desired_state("apache@8080.service", "loaded")
             await reaches(c, "apache@8080.service", "inactive", "dead", timeout=6)
     finally:
-        up.kill()  # its shutdown would wait for the start as well
+        up.kill()
 
 
-@pytest.mark.xfail(strict=True, reason="flotte up cannot come back after a SIGKILL: its "
-                   "embedded registry restores the old presence lease with a full TTL at every "
-                   "start-up, and the agent refuses to start while that key exists "
-                   "(DuplicateMachine), so no start-up ever outlives the lease")
 async def test_flotte_up_starts_again_after_sigkill(lab: Lab) -> None:
     m = lab.machine(1)
     up = m.daemon("up")

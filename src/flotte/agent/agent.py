@@ -31,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from flotte import __version__
 from flotte.agent.identity import Identity
@@ -51,6 +53,7 @@ from flotte.registry import (
     RegistryError,
     create_revision,
 )
+from flotte.registry import lease as lease_of
 from flotte.registry.base import Lease
 from flotte.supervisor.supervisor import (
     NoSuchUnit,
@@ -82,6 +85,8 @@ class AgentOptions:
     api_url: str = ""
     #: copies of a global unit (or instances of a template) down at once during an update
     max_unavailable: int | str = 1
+    #: where the presence lease's id is kept, so a restarted agent recognises its own key
+    lease_file: Path | None = None
 
 
 class Agent:
@@ -102,6 +107,7 @@ class Agent:
         self.launched: set[str] = set()  # units this agent started and did not stop
         self.failures: dict[str, str] = {}  # unit → last load/start error (for status)
         self._busy: dict[str, asyncio.Task[None]] = {}
+        self._starting: set[str] = set()  # units whose start job is running
         self._again: set[str] = set()
         self._dirty_states: set[str] = set()
         self._publish_wake = asyncio.Event()
@@ -129,6 +135,8 @@ class Agent:
     async def stop(self, *, purge: bool = True) -> None:
         """Clean shutdown: stop local units, delete their states, leave the cluster."""
         self._stopping = True
+        for name in list(self._starting):
+            self._spawn_stop(name)  # a start that blocks must not block the shutdown
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -163,11 +171,22 @@ class Agent:
                                       [Put(key, value, lease.id)], [Get(key)])
         if not res.succeeded:
             existing = res.responses[0]
-            previous = self.lease
-            if previous is not None and existing is not None and existing.lease == previous.id:
-                # our own key from before a lost lease that came back (etcd restart):
-                # move it onto the new lease
-                await self.registry.put(key, value, lease.id)
+            mine = self._own_leases()
+            if existing is not None and existing.lease in mine:
+                # our own key: from before a lost lease that came back (etcd restart), or
+                # from this machine's previous run (killed; its lease outlives it by up to
+                # the TTL, and the embedded store restores leases at start-up). Move the
+                # key onto the new lease, then end the old lease (its unit states go; we
+                # publish ours again).
+                moved = await self.registry.txn([lease_of(key) == existing.lease],
+                                                [Put(key, value, lease.id)])
+                if not moved.succeeded:
+                    with contextlib.suppress(RegistryError):
+                        await lease.revoke()
+                    raise RegistryError(f"{key} changed while taking it over; retrying")
+                if self.lease is None or existing.lease != self.lease.id:
+                    with contextlib.suppress(RegistryError, OSError):
+                        await Lease(self.registry, existing.lease, 1).revoke()
             else:
                 with contextlib.suppress(RegistryError):
                     await lease.revoke()
@@ -186,11 +205,30 @@ class Agent:
                 await self.lease.stop_keepalive()
         self.lease = lease
         lease.start_keepalive()
+        self._remember_lease(lease.id)
         self._last_contact = time.monotonic()
         self._dirty_states |= set(self.loaded)
         self._publish_wake.set()
         log.info("registered machine %s (%s, %s)", self.identity.short_id,
                  self.identity.hostname, self.identity.public_ip)
+
+    def _own_leases(self) -> set[int]:
+        """Leases this machine held: the current one and the last run's (lease file)."""
+        out = {self.lease.id} if self.lease is not None else set()
+        path = self.options.lease_file
+        if path is not None:
+            with contextlib.suppress(OSError, ValueError):
+                out.add(int(path.read_text().strip(), 16))
+        return out
+
+    def _remember_lease(self, lease_id: int) -> None:
+        path = self.options.lease_file
+        if path is None:
+            return
+        with contextlib.suppress(OSError):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(f"{lease_id:x}\n")
+            os.replace(tmp, path)
 
     async def _presence_loop(self) -> None:
         """Re-register after a lost lease; fence when configured."""
@@ -274,6 +312,11 @@ class Agent:
         """Converge one unit, one task per unit at a time (a slow start blocks nobody)."""
         if name in self._busy:
             self._again.add(name)
+            if name in self._starting and (force_unload or self._stopping or (
+                    (w := self.wanted().get(name)) is None or w.target != "launched")):
+                # a start may block for ever (TimeoutStartSec=0 and a pull that hangs):
+                # a stop job replaces it, as systemctl stop does
+                self._spawn_stop(name)
             return
         self._busy[name] = asyncio.create_task(self._converge(name, force_unload),
                                                name=f"agent {name}")
@@ -336,7 +379,11 @@ class Agent:
                 await asyncio.sleep(0)
                 self.launched.add(name)
                 self._mark(name)
-                await self.sup.start(name)
+                self._starting.add(name)
+                try:
+                    await self.sup.start(name)
+                finally:
+                    self._starting.discard(name)
             elif step == "stop":
                 self.launched.discard(name)
                 await self.sup.stop(name)
@@ -396,6 +443,10 @@ class Agent:
             return True
         step = rolling_step(members.values(), target, self.options.max_unavailable)
         return me in step.restart
+
+    def _spawn_stop(self, name: str) -> None:
+        task = asyncio.create_task(self.sup.stop(name), name=f"agent stop {name}")
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _unload(self, name: str) -> None:
         self.launched.discard(name)
