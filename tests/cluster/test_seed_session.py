@@ -126,8 +126,12 @@ def test_chapter_9_session(session: tuple[Path, list[AgentProc], str]) -> None:
     assert "apache@8083.service cannot be placed" in both
     assert "conflicts with apache@80" in both
 
-    keys = ok(f"flotte kv --registry {registry} ls /services/apache/").split()
-    assert sorted(keys) == sorted(f"/services/apache/m{n}" for n in names.values())
+    want = sorted(f"/services/apache/m{n}" for n in names.values())
+    deadline = time.monotonic() + 20  # each secretary announces after its first check
+    while (keys := sorted(ok(f"flotte kv --registry {registry} ls /services/apache/").split())
+           ) != want and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert keys == want
 
     # the guide's failure drill: stop one Apache; its secretary stops with it and the
     # key goes (at once: flotte announce deletes it on SIGTERM, not after the 30 s TTL)
