@@ -215,9 +215,11 @@ class Store:
     # -- states --------------------------------------------------------------
     async def states(self) -> list[StateRecord]:
         out: list[StateRecord] = []
-        for kv in await self.registry.range(self.keys.states):
-            state = _decode_state(kv)
-            if state is not None:
+        kvs = await self.registry.range(self.keys.states)
+        for state in StateRecord.decode_many([(kv.key, kv.value) for kv in kvs]):
+            if isinstance(state, RecordError):
+                log.warning("ignoring bad unit state: %s", state)
+            else:
                 out.append(state)
         return out
 

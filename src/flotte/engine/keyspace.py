@@ -23,7 +23,7 @@ Why JSON and not a binary codec: operators read these keys with
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -235,7 +235,33 @@ class StateRecord:
 
     @classmethod
     def decode(cls, raw: bytes, key: str = "state") -> StateRecord:
-        o = _loads(raw, key)
+        return cls.from_json(_loads(raw, key), key)
+
+    @classmethod
+    def decode_many(cls, raws: Sequence[tuple[str, bytes]]) -> list[StateRecord | RecordError]:
+        """Decode many ``(key, value)`` pairs with one JSON parse (a cluster's listing).
+
+        ``json.loads`` per record was most of the API's time for a 10,000-unit
+        ``list-units``.  A value that does not decode falls back to the
+        per-record path, so its error still names its key.
+        """
+        try:
+            objs = json.loads(b"[" + b",".join(raw for _, raw in raws) + b"]")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            objs = None
+        out: list[StateRecord | RecordError] = []
+        for i, (key, raw) in enumerate(raws):
+            try:
+                if objs is not None and isinstance(objs[i], dict):
+                    out.append(cls.from_json(objs[i], key))
+                else:
+                    out.append(cls.decode(raw, key))
+            except RecordError as exc:
+                out.append(exc)
+        return out
+
+    @classmethod
+    def from_json(cls, o: dict[str, Any], key: str = "state") -> StateRecord:
         try:
             return cls(str(o["name"]), str(o["machineID"]), str(o.get("hash", "")),
                        str(o.get("loadState", "")), str(o.get("activeState", "")),
