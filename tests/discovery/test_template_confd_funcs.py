@@ -9,8 +9,8 @@ import pytest
 from discovery.tmpl_support import exec_error, render
 from flotte.discovery.template import SRV, Hooks, compile, store_view
 from flotte.discovery.template.confd import CONFD_FUNCS, go_base64_decode
-from flotte.discovery.template.gopath import BadPatternError, clean, compile_glob, match
 from flotte.discovery.template.values import GoError
+from flotte.unit.gopath import BadPatternError, clean, compile_glob, match
 
 STORE = {
     "/s/a": "1",

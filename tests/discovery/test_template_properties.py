@@ -14,8 +14,8 @@ from discovery.tmpl_support import QUIET_HOOKS
 from flotte.discovery.template import TemplateError, TemplateExecError, compile
 from flotte.discovery.template.gofmt import sprintf
 from flotte.discovery.template.gojson import JSONError, unmarshal
-from flotte.discovery.template.gopath import BadPatternError, match
 from flotte.discovery.template.gostrconv import quote, unquote
+from flotte.unit.gopath import BadPatternError, match
 
 STORE = {"/a": "1", "/b/c": "x", "/b/d": '{"k":[1,null]}', "/n": "2"}
 

@@ -18,9 +18,9 @@ rules are errors, as fleet's API answered them with 400.
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 
+from flotte.unit import gopath
 from flotte.unit import names as N
 from flotte.unit.errors import Diagnostic, Severity
 from flotte.unit.parser import Option
@@ -75,7 +75,15 @@ class XFleet:
 
     def conflicts_with(self, other_name: str) -> bool:
         """Does one of this unit's Conflicts globs match ``other_name``? (Go path.Match)"""
-        return any(fnmatch.fnmatchcase(other_name, g) for g in self.conflicts)
+        return any(_go_match(g, other_name) for g in self.conflicts)
+
+
+def _go_match(pattern: str, name: str) -> bool:
+    """Go's ``path.Match`` as fleet used it: a malformed pattern matches nothing."""
+    try:
+        return gopath.match(pattern, name)
+    except gopath.BadPatternError:
+        return False
 
 
 def split_multivalue(value: str) -> list[str]:
@@ -203,7 +211,7 @@ def parse_x_fleet(options: list[Option], unit_name: str, *, path: str | None = N
     if xf.conflicts and xf.replaces:
         exclusive("Conflicts", "Replaces")
     for peer in xf.machine_of:
-        if any(fnmatch.fnmatchcase(peer, g) for g in (*xf.conflicts, *xf.replaces)):
+        if any(_go_match(g, peer) for g in (*xf.conflicts, *xf.replaces)):
             error(f"unresolvable requirements: MachineOf={peer} matches this unit's own "
                   "Conflicts/Replaces", line_of("MachineOf"),
                   "a unit cannot both follow and avoid the same unit")

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from flotte.discovery.template import gopath
+from flotte.unit import gopath
 
 #: The keys confd's ``TemplateResource`` struct decodes (lower case).
 KNOWN_KEYS: Final = ("src", "dest", "keys", "prefix", "uid", "gid", "mode", "check_cmd",

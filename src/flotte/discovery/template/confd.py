@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from . import gopath
+from flotte.unit import gopath
+
 from .gojson import JSONError, unmarshal
 from .gostrconv import atoi as go_atoi
 from .gostrconv import byte_len, from_bytes, to_bytes

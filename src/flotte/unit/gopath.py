@@ -1,7 +1,9 @@
-"""Go's ``path`` package: ``Clean``, ``Base``, ``Dir``, ``Join`` and ``Match``.
+r"""Go's ``path`` package: ``Clean``, ``Base``, ``Dir``, ``Join`` and ``Match``.
 
-confd's ``gets``/``getvs`` select keys with ``path.Match``, whose ``*`` never
-crosses a ``/`` -- Python's ``fnmatch`` is not equivalent (its ``*`` does).
+One implementation for the whole project: confd's ``gets``/``getvs`` select
+keys with ``path.Match``, and fleet matched ``[X-Fleet] Conflicts=`` and
+``Replaces=`` globs with it (the engine and ``xfleet``).  Python's ``fnmatch``
+is not equivalent (its ``*`` crosses ``/``, ``[^...]`` and ``\`` differ).
 Patterns are compiled once to a regular expression with the same semantics
 (``*`` = ``[^/]*``, ``?`` = ``[^/]``, classes may match ``/``); a malformed
 pattern is an error for every key, as in Go 1.16+, which validates the whole
