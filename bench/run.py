@@ -1,7 +1,7 @@
 """``make bench``: every benchmark, one after the other, each printing its table.
 
 Run one alone with ``python bench/run.py unit_load`` (or ``registry``, ``supervisor``,
-``deps``, ``cluster``, ``confd``).
+``deps``, ``cluster``, ``confd``, ``discovery``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHMARKS = ["unit_load", "registry", "supervisor", "deps", "cluster", "cli", "confd"]
+BENCHMARKS = ["unit_load", "registry", "supervisor", "deps", "cluster", "cli", "confd",
+              "discovery"]
 
 
 def main(argv: list[str]) -> int:

@@ -20,6 +20,8 @@ from flotte.agent.plan import Actual, Wanted, steps
     (Wanted("h", "launched"), Actual("h", False, True), []),
     (Wanted("h", "loaded"), Actual("h", True, True), ["stop"]),
     (Wanted("h", "loaded"), Actual("h", False, False), []),
+    # loaded, running because a launched unit Requires= it (a sidekick): left alone
+    (Wanted("h", "loaded"), Actual("h", True, False), []),
 ])
 def test_steps(wanted: Wanted | None, actual: Actual | None, expected: list[str]) -> None:
     assert steps(wanted, actual) == expected

@@ -42,6 +42,13 @@ def steps(wanted: Wanted | None, actual: Actual | None) -> list[Step]:
 
     A launched unit that crashed and stayed failed is *not* started again
     here: Restart= is the unit's own policy, as with fleet + systemd.
+
+    Only what the agent started is stopped for ``loaded``: a loaded unit that
+    runs because another one ``Requires=`` it (the seed's secretary, loaded
+    and then started by its Apache) is systemd's business, as in fleet, whose
+    agent compared targets with the states it had itself set, not with
+    systemd's.  Stopping it would take the sidekick down at the next
+    reconcile of every unit (a machine joining or leaving the cluster).
     """
     if wanted is None:
         return ["unload"] if actual is not None else []
@@ -51,6 +58,6 @@ def steps(wanted: Wanted | None, actual: Actual | None) -> list[Step]:
         return ["unload", "load", "start"] if wanted.target == "launched" else ["unload", "load"]
     if wanted.target == "launched" and not actual.launched:
         return ["start"]
-    if wanted.target == "loaded" and (actual.launched or actual.active):
+    if wanted.target == "loaded" and actual.launched:
         return ["stop"]
     return []
