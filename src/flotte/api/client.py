@@ -17,16 +17,15 @@ exist is ``None`` from the ``get_*`` methods.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import aiohttp
-from yarl import URL
-
+from flotte.api.http import HttpFailure, Transport
 from flotte.engine.keyspace import MachineRecord, StateRecord
 
 
@@ -166,7 +165,9 @@ class Client:
         else:
             raise ValueError(f"endpoint {endpoint!r} must be unix:///path.sock or "
                              "http(s)://host:port")
-        self._session: aiohttp.ClientSession | None = None
+        self._transport = Transport(
+            socket_path=self._socket, base=self._base,
+            headers={"Authorization": f"Bearer {token}"} if token else None)
         self._bulk: bool | None = None  # does the server have flotte's /v1 listings?
 
     async def __aenter__(self) -> Self:
@@ -177,21 +178,12 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.UnixConnector(path=self._socket) if self._socket else None
-            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-            self._session = aiohttp.ClientSession(connector=connector, headers=headers)
-        return self._session
+        """Nothing to release: every request has its own connection (see ``api/http.py``)."""
 
     # -- transport -------------------------------------------------------------------
-    def _url(self, path: str, query: Mapping[str, str] | None = None) -> URL:
-        url = URL(self._base + path, encoded=True)
-        return url.with_query(dict(query)) if query else url
+    @staticmethod
+    def _target(path: str, query: Mapping[str, str] | None = None) -> str:
+        return f"{path}?{urlencode(dict(query), quote_via=quote)}" if query else path
 
     async def _request(self, method: str, path: str, *,
                        query: Mapping[str, str] | None = None,
@@ -199,18 +191,21 @@ class Client:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
         try:
-            async with self._http().request(
-                    method, self._url(path, query), data=data, headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise ApiError(resp.status, _error_message(raw, resp.reason))
-                return resp.status, raw
-        except aiohttp.ClientError as exc:
+            async with asyncio.timeout(self.timeout):
+                resp = await self._transport.send(method, self._target(path, query),
+                                                  body=data, headers=headers)
+                try:
+                    raw = await resp.body()
+                finally:
+                    await resp.close()
+        except HttpFailure as exc:
             raise ApiError(0, f"cannot reach the flotte API at {self.endpoint}: {exc}") from exc
         except TimeoutError:
             raise ApiError(0, f"the flotte API at {self.endpoint} did not answer {method} "
                               f"{path} within {self.timeout:g}s") from None
+        if resp.status >= 400:
+            raise ApiError(resp.status, _error_message(raw, resp.reason))
+        return resp.status, raw
 
     async def _json(self, method: str, path: str, **kw: Any) -> Any:
         _, raw = await self._request(method, path, **kw)
@@ -232,16 +227,23 @@ class Client:
                       ) -> AsyncIterator[bytes]:
         """Lines of a streaming answer (no overall timeout: it may never end)."""
         try:
-            async with self._http().get(
-                    self._url(path, query),
-                    timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout)) as resp:
-                if resp.status >= 400:
-                    raise ApiError(resp.status, _error_message(await resp.read(), resp.reason))
-                async for line in resp.content:
-                    yield line
-        except aiohttp.ClientError as exc:
+            async with asyncio.timeout(self.timeout):
+                resp = await self._transport.send("GET", self._target(path, query))
+        except HttpFailure as exc:
+            raise ApiError(0, f"cannot reach the flotte API at {self.endpoint}: {exc}") from exc
+        except TimeoutError:
+            raise ApiError(0, f"the flotte API at {self.endpoint} did not answer GET {path} "
+                              f"within {self.timeout:g}s") from None
+        try:
+            if resp.status >= 400:
+                raise ApiError(resp.status, _error_message(await resp.body(), resp.reason))
+            async for line in resp.lines():
+                yield line
+        except (HttpFailure, OSError, asyncio.IncompleteReadError) as exc:
             raise ApiError(0, f"stream from the flotte API at {self.endpoint} failed: "
                               f"{exc}") from exc
+        finally:
+            await resp.close()
 
     # -- fleet API -------------------------------------------------------------------
     async def _listing(self, bulk: str, paged: str, field_name: str,
