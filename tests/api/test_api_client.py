@@ -234,3 +234,17 @@ async def test_create_unit_without_desired_state(api: Client) -> None:
     unit = await api.get_unit("a.service")
     assert unit is not None and unit.desired_state == "launched"
     assert unit.options == [UnitOption("Service", "ExecStart", "/bin/sleep 5")]
+
+
+async def test_change_signal_wakes_on_a_change_under_its_prefix(api: Client) -> None:
+    signal = api.change_signal("/services/web")
+    try:
+        waiter = asyncio.create_task(signal.wait(60))  # would sleep a minute without events
+        await asyncio.sleep(0.3)  # the event stream is up
+        await api.kv_set("/other/x", "1")  # not under the prefix: no wake
+        await asyncio.sleep(0.2)
+        assert not waiter.done()
+        await api.kv_set("/services/web/m1", "10.0.0.1:80")
+        await asyncio.wait_for(waiter, 5)
+    finally:
+        await signal.close()

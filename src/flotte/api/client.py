@@ -18,6 +18,7 @@ exist is ``None`` from the ``get_*`` methods.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -368,6 +369,10 @@ class Client:
             yield Event(int(obj["revision"]), _s(obj, "type"), _s(obj, "key"),
                         _s(obj, "kind"), _s(obj, "name"), obj.get("value"))
 
+    def change_signal(self, prefix: str) -> ChangeSignal:
+        """Wakes a poller when a key under ``prefix`` changes (``/v1/events?prefix=``)."""
+        return ChangeSignal(self, prefix)
+
     # -- kv ------------------------------------------------------------------------------
     @staticmethod
     def _kv_path(key: str) -> str:
@@ -429,3 +434,56 @@ def _error_message(raw: bytes, reason: str | None) -> str:
 
 __all__ = ["ApiError", "Client", "Event", "KVNode", "Machine", "Reasons", "Unit",
            "UnitOption", "UnitState", "UnitStatus"]
+
+
+class ChangeSignal:
+    """Turns polling into waiting: set when a key under ``prefix`` changes.
+
+    Readers that re-read keys on every wake (``kv watch``, confd over the API)
+    call :meth:`wait` with their poll interval instead of sleeping.  While the
+    event stream is up a change wakes them at once (milliseconds instead of up
+    to a poll interval) and :meth:`wait` sleeps up to ``idle`` seconds between
+    safety re-reads; when the server lacks ``?prefix=`` (an older flotte) or
+    the stream breaks, :meth:`wait` falls back to the poll interval, and the
+    stream is retried.
+    """
+
+    def __init__(self, client: Client, prefix: str, *, idle: float = 5.0) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.idle = idle
+        self.live = False
+        self._event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def clear(self) -> None:
+        """Forget changes seen so far (call before re-reading the keys)."""
+        self._event.clear()
+
+    async def wait(self, poll: float) -> None:
+        """Until a change (or ``poll`` seconds without a live stream, ``idle`` with one)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._listen(), name=f"changes {self.prefix}")
+            await asyncio.sleep(0)
+        try:
+            async with asyncio.timeout(self.idle if self.live else poll):
+                await self._event.wait()
+        except TimeoutError:
+            pass
+
+    async def _listen(self) -> None:
+        try:
+            async for ev in self.client.events(prefix=self.prefix):
+                self.live = True
+                if ev.key.startswith(self.prefix):
+                    self._event.set()
+        except (ApiError, OSError, ValueError):
+            pass
+        finally:
+            self.live = False
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task

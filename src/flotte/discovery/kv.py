@@ -560,8 +560,9 @@ class RegistryKV:
 class ApiKV:
     """:class:`KVBackend` through the flotte API's ``/v1/kv`` routes.
 
-    Watching polls: ``/v1/events`` streams only the cluster prefix, and
-    ``/v1/kv`` has no ``?wait=true``.  ``poll_interval`` bounds how late a
+    Watching re-reads the keys whenever ``/v1/events?prefix=`` reports a
+    change under them (and every few seconds anyway); against a server without
+    that parameter it polls, and ``poll_interval`` bounds how late a
     change is seen; a recursive read of a service directory is cheap.
     """
 
@@ -667,30 +668,40 @@ class ApiKV:
             raise
 
     async def _watch(self, key: str, recursive: bool) -> AsyncIterator[Change]:
-        before = await self._snapshot_or_empty(key)
-        if not recursive:
-            before = {k: v for k, v in before.items() if k == key}
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            now = await self._snapshot_or_empty(key)
+        signal = self.client.change_signal(key)
+        try:
+            before = await self._snapshot_or_empty(key)
             if not recursive:
-                now = {k: v for k, v in now.items() if k == key}
-            for change in diff_snapshots(before, now):
-                yield change
-            before = now
+                before = {k: v for k, v in before.items() if k == key}
+            while True:
+                await signal.wait(self.poll_interval)
+                signal.clear()
+                now = await self._snapshot_or_empty(key)
+                if not recursive:
+                    now = {k: v for k, v in now.items() if k == key}
+                for change in diff_snapshots(before, now):
+                    yield change
+                before = now
+        finally:
+            await signal.close()
 
     def follow(self, prefix: str) -> AsyncIterator[dict[str, str]]:
         return self._follow(normalize_key(prefix))
 
     async def _follow(self, prefix: str) -> AsyncIterator[dict[str, str]]:
         last: dict[str, str] | None = None
-        while True:
-            snap = await self._snapshot_or_empty(prefix)
-            now = {k: v for k, (v, _) in snap.items() if k != prefix}
-            if now != last:
-                last = now
-                yield dict(now)
-            await asyncio.sleep(self.poll_interval)
+        signal = self.client.change_signal(prefix)
+        try:
+            while True:
+                signal.clear()
+                snap = await self._snapshot_or_empty(prefix)
+                now = {k: v for k, (v, _) in snap.items() if k != prefix}
+                if now != last:
+                    last = now
+                    yield dict(now)
+                await signal.wait(self.poll_interval)
+        finally:
+            await signal.close()
 
     async def close(self) -> None:
         await self.client.close()

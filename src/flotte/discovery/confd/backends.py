@@ -16,9 +16,9 @@ Both backends answer the same two questions:
 in tests) reads every key of a batch in one transaction, so all resources
 of a batch see one revision, and watches with etcd's revision-ordered
 watch.  :class:`ApiBackend` goes through the flotte API's ``/v1/kv``
-routes; that API has no watch for user keys (``/v1/events`` covers only the
-cluster prefix), so its stream polls every ``poll`` seconds and reports
-only values that really changed.
+routes; its stream re-reads the keys when ``/v1/events?prefix=`` reports a
+change under them (every ``poll`` seconds against a server without that
+parameter) and reports only values that really changed.
 """
 
 from __future__ import annotations
@@ -261,20 +261,35 @@ class ApiBackend(Backend):
             await self.client.close()
 
 
+def _common_prefix(keys: Sequence[str]) -> str:
+    """The longest path shared by ``keys`` (``/`` at worst), used as an event prefix:
+    ``/services/apache`` also matches ``/services/apache2`` — a harmless extra wake."""
+    parts = [k.strip("/").split("/") for k in keys] or [[]]
+    common: list[str] = []
+    for segs in zip(*parts, strict=False):
+        if len(set(segs)) != 1:
+            break
+        common.append(segs[0])
+    return "/" + "/".join(p for p in common if p)
+
+
 class _PollStream(ChangeStream):
-    """Re-read the keys every ``poll`` seconds; report the values that differ."""
+    """Re-read the keys when the API reports a change under them (or every ``poll``
+    seconds without that stream); report the values that differ."""
 
     def __init__(self, backend: ApiBackend, keys: list[str], known: dict[str, str]) -> None:
         self._backend = backend
         self._keys = keys
         self._known = known
+        self._signal = backend.client.change_signal(_common_prefix(keys))
         self._gen = self._poll()
 
     async def _poll(self) -> AsyncGenerator[list[Change], None]:
         delay = self._backend.poll
         failing = False
         while True:
-            await asyncio.sleep(delay)
+            await self._signal.wait(delay)
+            self._signal.clear()
             try:
                 snap = await self._backend.fetch(self._keys)
             except BackendError as exc:
@@ -298,6 +313,7 @@ class _PollStream(ChangeStream):
 
     async def close(self) -> None:
         await self._gen.aclose()
+        await self._signal.close()
 
 
 __all__ = ["ApiBackend", "Backend", "BackendError", "Change", "ChangeStream",
