@@ -257,7 +257,7 @@ def main() -> int:
          asyncio.run(_in_process(0.0))),
         ("flotte confd -watch -backend etcdv3 (child process, real etcd)",
          asyncio.run(_etcd())),
-        ("flotte confd -watch via the flotte API (child, polls every 0.25 s)",
+        ("flotte confd -watch via the flotte API (child, events)",
          asyncio.run(_api())),
     ]
     for what, xs in rows:

@@ -6,11 +6,12 @@ Run one alone with ``python bench/run.py unit_load`` (or ``registry``, ``supervi
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
 BENCHMARKS = ["unit_load", "registry", "supervisor", "deps", "cluster", "cli", "confd",
               "discovery"]
@@ -24,7 +25,13 @@ def main(argv: list[str]) -> int:
             print(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
             return 2
         print(f"\n=== {name} " + "=" * (60 - len(name)))
-        module = importlib.import_module(name)
+        # by path, under a name of its own: a bench that puts tests/ on sys.path
+        # (confd) makes ``discovery`` the tests package, not bench/discovery.py
+        spec = importlib.util.spec_from_file_location(f"flotte_bench_{name}", HERE / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
         status |= module.main()
     return status
 
