@@ -39,7 +39,7 @@ from pathlib import Path
 
 from flotte.api import make_app, serve
 from flotte.discovery.confd.backends import RegistryBackend
-from flotte.discovery.confd.resource import load_resource
+from flotte.discovery.confd.resource import TemplateResource, load_resource
 from flotte.discovery.confd.runner import Confd
 from flotte.discovery.confd.settings import Settings
 from flotte.discovery.confd.sync import Processor, Result
@@ -95,6 +95,24 @@ def _write_confdir(root: Path, template: str, reload_cmd: str) -> Path:
 # -- render ---------------------------------------------------------------------------
 
 
+
+async def measure_passes(confdir: Path, res: TemplateResource, reg: Registry, rounds: int
+                         ) -> tuple[list[float], list[float]]:
+    """Time confd passes over ``res``: with keys in sync, and after one key changed."""
+    confd = Confd(Settings(confdir=str(confdir), onetime=True), RegistryBackend(reg))
+    await confd.process([res])
+    in_sync: list[float] = []
+    changed: list[float] = []
+    for i in range(rounds):
+        t0 = time.perf_counter()
+        await confd.process([res])
+        in_sync.append(time.perf_counter() - t0)
+        await reg.put("/services/apache/changing", f"10.9.9.{i}:80".encode())
+        t0 = time.perf_counter()
+        await confd.process([res])
+        changed.append(time.perf_counter() - t0)
+    return in_sync, changed
+
 async def _render_rows() -> list[tuple[str, list[float]]]:
     values = _upstreams(N_UPSTREAMS)
     store = dict(values)
@@ -115,18 +133,7 @@ async def _render_rows() -> list[tuple[str, list[float]]]:
         try:
             for k, v in values.items():
                 await reg.put(k, v.encode())
-            confd = Confd(Settings(confdir=str(confdir), onetime=True), RegistryBackend(reg))
-            await confd.process([res])
-            in_sync: list[float] = []
-            changed: list[float] = []
-            for i in range(RENDER_ROUNDS):
-                t0 = time.perf_counter()
-                await confd.process([res])
-                in_sync.append(time.perf_counter() - t0)
-                await reg.put("/services/apache/changing", f"10.9.9.{i}:80".encode())
-                t0 = time.perf_counter()
-                await confd.process([res])
-                changed.append(time.perf_counter() - t0)
+            in_sync, changed = await measure_passes(confdir, res, reg, RENDER_ROUNDS)
         finally:
             await reg.close()
     rows.append((f"one pass, {N_UPSTREAMS:,} keys read + render + compare (in sync)", in_sync))

@@ -53,15 +53,13 @@ from pathlib import Path
 
 import aiohttp
 
-from flotte.discovery.confd.backends import RegistryBackend
 from flotte.discovery.confd.resource import load_resource
-from flotte.discovery.confd.runner import Confd
-from flotte.discovery.confd.settings import Settings
 from flotte.discovery.template import compile
 from flotte.registry import Registry, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from confd import measure_passes  # bench/ is on sys.path (bench/run.py)
 from etcd_server import EtcdServer, free_port  # the tests' throwaway etcd
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -259,18 +257,7 @@ async def _render_rows(reg: Registry, nginx_bin: str, root: Path
         await reg.put(k, v.encode())
     try:
         res = load_resource(confdir / "conf.d" / "nginx.toml", confdir)
-        confd = Confd(Settings(confdir=str(confdir), onetime=True), RegistryBackend(reg))
-        await confd.process([res])
-        in_sync: list[float] = []
-        changed: list[float] = []
-        for i in range(RENDER_ROUNDS):
-            t0 = time.perf_counter()
-            await confd.process([res])
-            in_sync.append(time.perf_counter() - t0)
-            await reg.put("/services/apache/changing", f"10.9.9.{i}:80".encode())
-            t0 = time.perf_counter()
-            await confd.process([res])
-            changed.append(time.perf_counter() - t0)
+        in_sync, changed = await measure_passes(confdir, res, reg, RENDER_ROUNDS)
     finally:
         await reg.delete("/services/apache/", prefix=True)
     rows.append((f"confd pass on etcd, {N_RENDER:,} keys: read + render + compare (in sync)",
