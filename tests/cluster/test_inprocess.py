@@ -296,3 +296,36 @@ async def test_metadata_with_specifiers(cluster: Cluster) -> None:
             assert where[f"metadata@host{i}.service"] == m.machine_id
         reasons = (await c.reasons("metadata@host4.service")).reasons
         assert reasons and all("hostname=host4" in r for r in reasons.values()), reasons
+
+
+async def test_replaces_moves_the_replaced_unit(cluster: Cluster) -> None:
+    """TestScheduleReplace: replace-kick0 lands where replace.0 ran; replace.0 moves.
+    TestScheduleCircularReplace: of two units replacing each other only one runs."""
+    members = [await cluster.add(i) for i in range(1, 3)]
+    async with Client(members[0].endpoint) as c:
+        # both machines busy (one unit each): the kick ties, and goes to the lower id,
+        # where replace.0 runs
+        await c.create_unit("replace.0.service", _sleep(5000), "launched")
+        await until(lambda: _count(c, 1))
+        await c.create_unit("replace.1.service", _sleep(5004), "launched")
+        await until(lambda: _count(c, 2))
+        first = (await running(c))["replace.0.service"]
+        assert first == min(m.machine_id for m in members)
+        await c.create_unit("replace-kick0.service",
+                            _sleep(5001, ("X-Fleet", "Replaces", "replace.0.service")),
+                            "launched")
+        await until(lambda: _moved_apart(c, first))
+        await c.create_unit("circ-a.service", _sleep(5002, ("X-Fleet", "Replaces",
+                                                            "circ-b.service")), "launched")
+        await c.create_unit("circ-b.service", _sleep(5003, ("X-Fleet", "Replaces",
+                                                            "circ-a.service")), "launched")
+        await until(lambda: _count(c, 4))
+        await asyncio.sleep(0.5)
+        now = await running(c)
+        assert len({"circ-a.service", "circ-b.service"} & now.keys()) == 1, now
+
+
+async def _moved_apart(c: Client, first: str) -> bool:
+    now = await running(c)
+    return (now.get("replace-kick0.service") == first
+            and now.get("replace.0.service") not in (None, first))
