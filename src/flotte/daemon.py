@@ -61,6 +61,7 @@ class DaemonConfig:
     engine: bool = True
     takeover_grace: float = 0.0
     fence_after: float | None = None
+    max_unavailable: str = "1"
 
     def listen_addresses(self) -> list[str]:
         return self.listen or [f"unix://{self.state_dir / 'flotte.sock'}"]
@@ -182,7 +183,9 @@ async def run(cfg: DaemonConfig, *, announce: Callable[[str], None] | None = Non
             await mirror.start()
             agent = Agent(registry, sup, identity, keys=keys, mirror=mirror, options=AgentOptions(
                 ttl=cfg.ttl, takeover_grace=cfg.takeover_grace, fence_after=cfg.fence_after,
-                lease_file=cfg.state_dir / "presence-lease"))
+                lease_file=cfg.state_dir / "presence-lease",
+                max_unavailable=int(cfg.max_unavailable) if cfg.max_unavailable.isdigit()
+                else cfg.max_unavailable))
             app = make_app(registry, keys=keys, token=token, no_auth=cfg.no_auth,
                            journal=JournalProxy(agent, registry, keys, token))
             api_context(app).ready = False  # 503 until this machine has joined

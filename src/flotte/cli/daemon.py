@@ -19,10 +19,12 @@ import click
 
 from flotte.agent.identity import IdentityError
 from flotte.daemon import DaemonConfig, DaemonError, run
+from flotte.engine.rolling import max_unavailable_count
 from flotte.paths import default_state_dir
 
 _FLAGS = ("state_dir", "registry", "listen", "no_auth", "machine_id", "hostname", "public_ip",
-          "metadata", "ttl", "takeover_grace", "fence_after", "no_engine", "log_level")
+          "metadata", "ttl", "takeover_grace", "fence_after", "max_unavailable", "no_engine",
+          "log_level")
 
 
 def _from_file(path: str | None) -> dict[str, Any]:
@@ -53,6 +55,14 @@ def _merge(ctx: click.Context, given: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _check_max_unavailable(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        max_unavailable_count(int(value) if value.isdigit() else value, 100)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def _options(f: Any) -> Any:
     opts = [
         click.option("--config", type=click.Path(dir_okay=False), envvar="FLOTTE_CONFIG",
@@ -81,6 +91,10 @@ def _options(f: Any) -> Any:
         click.option("--fence-after", type=float, default=None, envvar="FLOTTE_FENCE_AFTER",
                      help="Stop local units after this many seconds without the registry "
                           "(default: never; units keep running through outages)."),
+        click.option("--max-unavailable", default="1", envvar="FLOTTE_MAX_UNAVAILABLE",
+                     show_default=True, callback=_check_max_unavailable,
+                     help="Copies of a global unit (or instances of a template) that may be "
+                          "down at once while a changed unit rolls out: a number or N%."),
         click.option("--no-engine", is_flag=True, envvar="FLOTTE_NO_ENGINE",
                      help="Never run for engine leader on this machine."),
         click.option("--log-level", default="info", envvar="FLOTTE_LOG_LEVEL",
@@ -103,7 +117,8 @@ def _start(settings: dict[str, Any], registry: str) -> None:
         machine_id=settings["machine_id"], hostname=settings["hostname"],
         public_ip=settings["public_ip"], metadata=settings["metadata"] or "",
         ttl=float(settings["ttl"]), takeover_grace=float(settings["takeover_grace"]),
-        fence_after=settings["fence_after"], engine=not settings["no_engine"])
+        fence_after=settings["fence_after"], engine=not settings["no_engine"],
+        max_unavailable=str(settings["max_unavailable"]))
     try:
         code = asyncio.run(run(cfg))
     except (DaemonError, IdentityError, ValueError, OSError) as exc:
