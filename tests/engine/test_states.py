@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from flotte.engine.keyspace import StateRecord
-from flotte.engine.rolling import Member, max_unavailable_count, rolling_step
+from flotte.engine.rolling import (
+    Member,
+    max_unavailable_count,
+    members_from_states,
+    rolling_step,
+)
 from flotte.engine.states import (
     COMMANDS,
     command_allowed,
@@ -101,3 +106,19 @@ def test_rolling_percentages() -> None:
     for bad in ("x", "-1", "120%", "a%"):
         with pytest.raises(ValueError, match="max-unavailable"):
             max_unavailable_count(bad, 4)
+
+
+def test_members_from_states() -> None:
+    def st(name: str, mid: str, active: str, sub: str, h: str = "h1") -> StateRecord:
+        return StateRecord(name, mid, h, "loaded", active, sub)
+
+    states = [st("g.service", "m1", "active", "running"),
+              st("g.service", "m2", "activating", "start-pre"),
+              st("g.service", "m3", "active", "exited", "h2")]
+    assert members_from_states(states, per_machine=True) == [
+        Member("m1", "h1", True), Member("m2", "h1", False), Member("m3", "h2", True)]
+    by_instance = members_from_states([st("a@1.service", "m1", "active", "running"),
+                                       st("a@2.service", "m2", "failed", "failed")],
+                                      per_machine=False)
+    assert [(m.key, m.healthy) for m in by_instance] == [("a@1.service", True),
+                                                         ("a@2.service", False)]

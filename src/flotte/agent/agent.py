@@ -42,7 +42,7 @@ from flotte.agent.identity import Identity
 from flotte.agent.plan import Actual, Wanted, steps
 from flotte.engine.keyspace import Keys, MachineRecord, RecordError, StateRecord
 from flotte.engine.mirror import ClusterMirror
-from flotte.engine.rolling import Member, rolling_step
+from flotte.engine.rolling import members_from_states, rolling_step
 from flotte.engine.rules import units_for
 from flotte.registry import (
     Delete,
@@ -62,6 +62,8 @@ from flotte.supervisor.supervisor import (
     UnitLoadError,
 )
 from flotte.unit.loader import load_text
+from flotte.unit.names import InvalidUnitName, UnitName
+from flotte.unit.names import split as split_name
 
 log = logging.getLogger("flotte.agent")
 
@@ -416,32 +418,25 @@ class Agent:
         ahead (nothing else is coordinating either).
         """
         unit = self.mirror.unit(name)
-        template = _template_prefix(name)
-        if unit is None or (not unit.is_global and template is None):
+        family = _template_of(name)
+        if unit is None or (not unit.is_global and family is None):
             return True
         try:
             if unit.is_global:
                 kvs = await self.registry.range(self.keys.unit_states(name))
             else:
-                assert template is not None
-                kvs = await self.registry.range(self.keys.states + template)
+                assert family is not None
+                kvs = await self.registry.range(self.keys.states + family.prefix + "@")
         except (RegistryError, OSError):
             return True
-        members: dict[str, Member] = {}
-        for kv in kvs:
-            try:
-                st = StateRecord.decode(kv.value, kv.key)
-            except RecordError:
-                continue
-            if not unit.is_global and not st.name.endswith(name[name.rindex("."):]):
-                continue
-            key = st.machine_id if unit.is_global else st.name
-            healthy = st.active_state == "active" and st.sub_state in ("running", "exited")
-            members[key] = Member(key, st.hash, healthy)
+        states = [st for st in StateRecord.decode_many([(kv.key, kv.value) for kv in kvs])
+                  if isinstance(st, StateRecord)
+                  and (unit.is_global or _same_template(st.name, family))]
+        members = members_from_states(states, per_machine=unit.is_global)
         me = self.identity.machine_id if unit.is_global else name
-        if me not in members:
+        if all(m.key != me for m in members):
             return True
-        step = rolling_step(members.values(), target, self.options.max_unavailable)
+        step = rolling_step(members, target, self.options.max_unavailable)
         return me in step.restart
 
     def _spawn_stop(self, name: str) -> None:
@@ -515,10 +510,16 @@ class Agent:
 
 
 
-def _template_prefix(name: str) -> str | None:
-    """``apache@8080.service`` → ``apache@`` (its siblings' common prefix); else None."""
-    stem, dot, _ = name.rpartition(".")
-    at = stem.find("@")
-    if not dot or at < 0 or at == len(stem) - 1:
+def _template_of(name: str) -> UnitName | None:
+    """The split name of a template instance (``apache@8080.service``); else None."""
+    try:
+        parts = split_name(name)
+    except InvalidUnitName:
         return None
-    return stem[:at + 1]
+    return parts if parts.instance else None
+
+
+def _same_template(name: str, family: UnitName | None) -> bool:
+    other = _template_of(name)
+    return (family is not None and other is not None and other.prefix == family.prefix
+            and other.suffix == family.suffix)

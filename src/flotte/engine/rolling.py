@@ -23,7 +23,15 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Member", "RolloutStep", "max_unavailable_count", "rolling_step"]
+from flotte.engine.keyspace import StateRecord
+
+__all__ = [
+    "Member",
+    "RolloutStep",
+    "max_unavailable_count",
+    "members_from_states",
+    "rolling_step",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,21 @@ def max_unavailable_count(setting: int | str, total: int) -> int:
     if n < 0:
         raise ValueError(f"max-unavailable {setting!r} must not be negative")
     return max(n, 1) if total else 0
+
+
+def members_from_states(states: Iterable[StateRecord], *, per_machine: bool) -> list[Member]:
+    """The copies of a rollout as the machines publish them.
+
+    ``per_machine``: the copies of one global unit, keyed by machine; else the
+    instances of one template, keyed by unit name.  A copy is healthy when it
+    is active and running (or exited, for a oneshot that remains).
+    """
+    members: dict[str, Member] = {}
+    for st in states:
+        key = st.machine_id if per_machine else st.name
+        healthy = st.active_state == "active" and st.sub_state in ("running", "exited")
+        members[key] = Member(key, st.hash, healthy)
+    return list(members.values())
 
 
 def rolling_step(members: Iterable[Member], target_hash: str,
