@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import secrets
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +33,7 @@ from flotte.agent.identity import Identity, resolve
 from flotte.api import make_app, serve
 from flotte.api.client import ApiError, Client
 from flotte.api.context import api_context
+from flotte.api.server import store_token
 from flotte.engine.engine import Engine
 from flotte.engine.keyspace import Keys, MachineRecord, RecordError, StateRecord
 from flotte.engine.mirror import ClusterMirror
@@ -42,9 +42,6 @@ from flotte.supervisor.supervisor import Supervisor
 from flotte.unit.specifiers import SpecifierContext
 
 log = logging.getLogger("flotte.daemon")
-
-TOKEN_FILE = "api-token"
-
 
 @dataclass
 class DaemonConfig:
@@ -87,16 +84,6 @@ async def cluster_token(registry: Registry, keys: Keys) -> str:
     kv = await registry.get(key)
     assert kv is not None
     return kv.value.decode()
-
-
-def _write_token(state_dir: Path, token: str) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / TOKEN_FILE
-    tmp = state_dir / f".{TOKEN_FILE}.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    os.replace(tmp, path)
 
 
 class JournalProxy:
@@ -174,7 +161,7 @@ async def run(cfg: DaemonConfig, *, announce: Callable[[str], None] | None = Non
             loop.add_signal_handler(sig, stop.set)
     async with connect(cfg.registry) as registry:
         token = await cluster_token(registry, keys)
-        _write_token(cfg.state_dir, token)
+        store_token(cfg.state_dir, token)
         ctx = dataclasses.replace(SpecifierContext.from_host(),
                                   machine_id=identity.machine_id, hostname=identity.hostname)
         async with Supervisor(cfg.state_dir / "supervisor", machine=ctx,

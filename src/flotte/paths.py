@@ -22,7 +22,7 @@ SYSTEM_STATE_DIR = Path("/var/lib/flotte")
 SOCKET_NAME = "flotte.sock"
 #: Overrides the state directory for the daemon and the CLI alike.
 STATE_DIR_ENV = "FLOTTE_STATE_DIR"
-#: Same name as :data:`flotte.api.server.TOKEN_FILE` (which the daemon writes).
+#: The API token file in the state directory (the daemon writes it, the CLI reads it).
 TOKEN_FILE = "api-token"
 
 

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from flotte.api import api_context, load_or_create_token, make_app, serve
 from flotte.api.app import check_bearer
-from flotte.api.server import parse_listen
+from flotte.api.server import parse_listen, store_token
 from flotte.registry import Event, KeyValue, Registry, TxnResult, Unavailable
 from flotte.registry.types import Compare, Op
 
@@ -256,3 +256,11 @@ async def test_not_ready_503(client: TestClient[Any, Any], app: Any) -> None:
         "fleet server unable to communicate with etcd: re-registering with the registry"
     api_context(app).ready = True
     assert (await client.get("/fleet/v1/discovery")).status == 200
+
+
+def test_store_token_is_read_back_and_private(tmp_path: Path) -> None:
+    path = store_token(tmp_path / "state", "cluster-token")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create_token(tmp_path / "state") == "cluster-token"
+    store_token(tmp_path / "state", "rotated")
+    assert load_or_create_token(tmp_path / "state") == "rotated"

@@ -33,10 +33,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from flotte.api.context import CONTEXT
+from flotte.paths import TOKEN_FILE
 
 log = logging.getLogger("flotte.api")
-
-TOKEN_FILE = "api-token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +246,23 @@ def load_or_create_token(state_dir: str | os.PathLike[str]) -> str:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
     return _read_token(path)
+
+
+def store_token(state_dir: str | os.PathLike[str], token: str) -> Path:
+    """Write ``token`` as ``<state_dir>/api-token`` (0600, atomically replacing it).
+
+    The daemon keeps the cluster's token there, so local tools find the token
+    every member's TCP listener accepts.
+    """
+    directory = Path(state_dir)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / TOKEN_FILE
+    tmp = directory / f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def _read_token(path: Path) -> str:

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flotte.engine.keyspace import Keys, decode_reasons, encode_reasons
 from flotte.engine.mirror import Changes, ClusterMirror
@@ -51,7 +51,6 @@ class EngineStats:
     passes: int = 0
     placements: int = 0
     cpu_seconds: float = 0.0
-    last_pass: dict[str, float] = field(default_factory=dict)
 
 
 class Engine:
