@@ -117,19 +117,19 @@ class Engine:
                     raise NotLeader("engine lease lost")
                 await asyncio.sleep(self.settle)  # take a burst of changes as one pass
                 ch = feed.take()
-                self._feed(sched, ch)
-                full = ch.resync
+                if ch.resync:
+                    # the mirror reloaded everything (history compacted): start afresh,
+                    # as a new leader does, rather than diffing two whole clusters
+                    sched = Scheduler(self.mirror.view())
+                    full = True
+                else:
+                    self._feed(sched, ch)
         finally:
             lost.cancel()
 
     def _feed(self, sched: Scheduler, ch: Changes) -> None:
+        """Hand the scheduler what changed (an incremental pass follows)."""
         view = self.mirror.view()
-        if ch.resync:
-            for name in set(sched.schedule) | set(view.units):
-                self._feed_unit(sched, view, name)
-            for mid in list(view.machines):
-                sched.set_machine(view.machines[mid])
-            return
         for mid in ch.machines:
             m = view.machines.get(mid)
             if m is None:
